@@ -98,6 +98,7 @@ class Event:
         name: EventName,
         subject_type: SubjectType,
         subject_id: str,
+        /,
         *,
         actor: str,
         at: datetime,
