@@ -329,6 +329,7 @@ class Application:
 
     def mark_scheduled(self, officer: Officer, appointment_id: str, now: datetime) -> None:
         officer.require(Role.DUTY)
+        officer.require_facility(self.facility_id)
         self._move(ApplicationState.SCHEDULED)
         self._record(
             EventName.APPLICATION_SCHEDULED,
@@ -339,6 +340,7 @@ class Application:
 
     def grant_exception(self, exception: LeaderException, leader: Officer) -> None:
         leader.require(Role.LEADER)
+        leader.require_facility(self.facility_id)
         if self.state in (ApplicationState.REJECTED, ApplicationState.SCHEDULED):
             raise InvalidTransition(
                 "exception_too_late",

@@ -12,6 +12,7 @@ credential: 5 in a row for 15 minutes, 10 in all for good (an officer reissues).
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,4 +186,5 @@ class VisitCredential:
 
 
 def _minutes_left(now: datetime, until: datetime) -> int:
-    return max(1, int((until - now).total_seconds() // 60) + 1)
+    """Whole minutes, rounded up: 10:00 left says 10, 9:01 left says 10, 0:30 left says 1."""
+    return max(1, math.ceil((until - now).total_seconds() / 60))

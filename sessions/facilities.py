@@ -72,8 +72,15 @@ class OpeningHours:
 
     def contains(self, start: datetime, end: datetime, tz: ZoneInfo) -> bool:
         local_start, local_end = start.astimezone(tz), end.astimezone(tz)
-        if local_start.date() != local_end.date() and local_end.time() != time(0):
-            return False
+        if local_start.date() != local_end.date():
+            # Only a slot ending exactly at the next midnight may cross the date line; its end
+            # is then 24:00, inside a window only if the window runs to the end of the day.
+            if local_end.time() != time(0) or local_end.date() - local_start.date() != timedelta(1):
+                return False
+            return any(
+                w_start <= local_start.time() and w_end == time.max
+                for w_start, w_end in self.windows
+            )
         return any(
             w_start <= local_start.time() and local_end.time() <= w_end
             for w_start, w_end in self.windows
