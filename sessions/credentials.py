@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,6 +46,10 @@ class IssuedSecrets:
     token: str
     code: str
 
+    @classmethod
+    def generate(cls) -> IssuedSecrets:
+        return cls(new_token(), new_code())
+
 
 @dataclass
 class VisitCredential:
@@ -74,24 +77,26 @@ class VisitCredential:
         facility_id: str,
         valid_from: datetime,
         valid_until: datetime,
-        hash_code: Callable[[str], str],
+        secrets: IssuedSecrets,
+        code_hash: str,
         now: datetime,
         actor: str,
-    ) -> tuple[VisitCredential, IssuedSecrets]:
-        secrets_ = IssuedSecrets(new_token(), new_code())
+    ) -> VisitCredential:
+        """``code_hash`` is the slow hash of ``secrets.code``, computed by the caller
+        (off the event loop); the plain secrets are never kept."""
         credential = cls(
             id=id,
             visit_id=visit_id,
             facility_id=facility_id,
-            token_hash=token_digest(secrets_.token),
-            code_hash=hash_code(secrets_.code),
+            token_hash=token_digest(secrets.token),
+            code_hash=code_hash,
             valid_from=valid_from,
             valid_until=valid_until,
         )
         credential._record(
             EventName.CREDENTIAL_ISSUED, actor, now, valid_from=valid_from, valid_until=valid_until
         )
-        return credential, secrets_
+        return credential
 
     @property
     def permanently_locked(self) -> bool:

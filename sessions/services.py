@@ -18,7 +18,7 @@ from .applications import Application, ApplicationState, Visitor, parse_reason
 from .appointments import Appointment, Kiosk
 from .audit import ChainVerdict, verify_chain
 from .clock import Clock, ensure_aware
-from .credentials import IssuedSecrets, VisitCredential, token_digest
+from .credentials import IssuedSecrets, VisitCredential, new_token, token_digest
 from .detainees import Detainee, IneligibleReason
 from .errors import ChainContention, CredentialRejected, NotFound, RuleViolation, ValidationError
 from .events import SYSTEM, Event, EventName, SubjectType, officer_actor
@@ -252,8 +252,6 @@ class VisitGateService:
         self, facility_id: str, name: str, *, actor: str = SYSTEM
     ) -> tuple[Kiosk, str]:
         """Returns the kiosk and its device token (shown once, stored hashed)."""
-        from .credentials import new_token
-
         token = new_token()
         kiosk = Kiosk(new_id(), facility_id, name.strip(), token_digest(token))
 
@@ -476,7 +474,9 @@ class VisitGateService:
         """Book a kiosk slot for an approved application, create the visit and
         issue its link + 会见码 (returned once, stored hashed)."""
         ensure_aware(starts_at)
-        code_hashes: list[str] = []
+        # argon2 is slow: hash the new code before the transaction, off the loop.
+        issued = IssuedSecrets.generate()
+        code_hash = await self._hash(issued.code)
 
         async def work(uow: UnitOfWork, events: list[Event]) -> Scheduled:
             now = self.clock.now()
@@ -548,13 +548,14 @@ class VisitGateService:
             )
             # The link stays valid past the slot's end by one visit length, so a
             # visit that went live late can still be rejoined until it ends.
-            credential, issued = VisitCredential.issue(
+            credential = VisitCredential.issue(
                 id=new_id(),
                 visit_id=visit.id,
                 facility_id=facility.id,
                 valid_from=appointment.join_opens_at,
                 valid_until=appointment.ends_at + timedelta(minutes=minutes),
-                hash_code=lambda code: code_hashes[0],
+                secrets=issued,
+                code_hash=code_hash,
                 now=now,
                 actor=officer_actor(officer.id),
             )
@@ -565,16 +566,7 @@ class VisitGateService:
             events.extend(appointment.events + application.events + credential.events)
             return Scheduled(appointment, visit, issued)
 
-        # The code is hashed before the transaction (argon2 is slow); we
-        # generate it here and hand the hash in.
-        from .credentials import new_code
-
-        code = new_code()
-        code_hashes.append(await self._hash(code))
-        result = await self._transaction(work)
-        return Scheduled(
-            result.appointment, result.visit, IssuedSecrets(result.secrets.token, code)
-        )
+        return await self._transaction(work)
 
     # -- the visit ---------------------------------------------------------
     async def join_visit(self, token: str, code: str) -> Visit:

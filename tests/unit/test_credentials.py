@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sessions.clock import ManualClock
-from sessions.credentials import VisitCredential, token_digest
+from sessions.credentials import IssuedSecrets, VisitCredential, token_digest
 from sessions.errors import CredentialRejected
 from sessions.events import EventName
 from sessions.passwords import Argon2Hasher
@@ -26,13 +26,15 @@ def cheap_hash(code: str) -> str:
 
 
 def issue(hash_code=cheap_hash) -> tuple[VisitCredential, str, str]:  # type: ignore[no-untyped-def]
-    credential, shown = VisitCredential.issue(
+    shown = IssuedSecrets.generate()
+    credential = VisitCredential.issue(
         id="c1",
         visit_id="v1",
         facility_id="f1",
         valid_from=VALID_FROM,
         valid_until=VALID_UNTIL,
-        hash_code=hash_code,
+        secrets=shown,
+        code_hash=hash_code(shown.code),
         now=ISSUED_AT,
         actor="officer:o1",
     )
