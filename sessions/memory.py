@@ -174,6 +174,9 @@ class MemoryKiosks(KioskRepository):
         self.t = t
 
     async def add(self, kiosk: Kiosk) -> None:
+        # The token hash identifies the kiosk (get_by_token_hash): it must be unique.
+        if any(k.device_token_hash == kiosk.device_token_hash for k in self.t.rows.values()):
+            raise Conflict("duplicate_device_token", "终端凭证重复", "Duplicate kiosk device token")
         self.t.put_new(kiosk.id, kiosk)
 
     async def get(self, kiosk_id: str) -> Kiosk | None:

@@ -16,7 +16,8 @@ import pytest
 
 from tests.support.net import free_port
 
-VISITGATE = [sys.executable, "-m", "server.cli"]
+# The console script the package installs, next to the interpreter running the tests.
+VISITGATE = [str(Path(sys.executable).parent / "visitgate")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
