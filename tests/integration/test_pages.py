@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+from aiohttp.web import Application, Request
+from pytest_aiohttp.plugin import AiohttpClient
 
 from server.app import create_app
 from server.demo import DemoSeed, seed
@@ -34,7 +36,9 @@ async def demo(settings: Settings, clock: ManualClock) -> DemoSeed:
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings: Settings, clock: ManualClock, demo: DemoSeed) -> TestClient:  # type: ignore[no-untyped-def]
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: ManualClock, demo: DemoSeed
+) -> TestClient[Request, Application]:
     return await aiohttp_client(create_app(settings, clock=clock))
 
 
@@ -52,7 +56,9 @@ async def test_the_demo_visit_is_booked_ten_to_fifteen_minutes_ahead(demo: DemoS
     assert len(demo.visit_code) == 8 and demo.visit_code.isdigit()
 
 
-async def test_the_relative_link_asks_for_the_code_in_chinese(client: TestClient, demo: DemoSeed) -> None:
+async def test_the_relative_link_asks_for_the_code_in_chinese(
+    client: TestClient, demo: DemoSeed
+) -> None:
     page = await client.get(f"/v/{demo.visit_token}")
     assert page.status == 200
     html = await page.text()

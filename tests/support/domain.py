@@ -4,6 +4,7 @@ kiosk and valid applicants, created through the service like a real set-up."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ from sessions.facilities import Facility, FacilityKind, FacilityRules
 from sessions.identity import check_digit
 from sessions.ids import new_id
 from sessions.officers import Officer, Role
+from sessions.passwords import SecretHasher
 from sessions.repository import UnitOfWork
 from sessions.services import VisitGateService, VisitorInput
 
@@ -39,9 +41,14 @@ def id_number(born: date = date(1970, 3, 8), sequence: str = "123", region: str 
 
 
 def visitor(
-    name: str = "李秀英", relationship: str = "parent", sequence: str = "123", phone: str = "13800138000"
+    name: str = "李秀英",
+    relationship: str = "parent",
+    sequence: str = "123",
+    phone: str = "13800138000",
 ) -> VisitorInput:
-    return VisitorInput(name, id_number(sequence=sequence), phone, relationship, f"photos/{sequence}.jpg")
+    return VisitorInput(
+        name, id_number(sequence=sequence), phone, relationship, f"photos/{sequence}.jpg"
+    )
 
 
 @dataclass
@@ -70,15 +77,15 @@ class World:
 
 
 async def build_world(
-    uow_factory: "type[UnitOfWork] | object",
+    uow_factory: Callable[[], UnitOfWork],
     *,
     kind: FacilityKind = FacilityKind.DETENTION_CENTRE,
     start: datetime = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI),
     rules: FacilityRules | None = None,
-    hasher: object | None = None,
+    hasher: SecretHasher | None = None,
 ) -> World:
     clock = ManualClock(start)
-    service = VisitGateService(uow_factory, clock, hasher or Sha256Hasher())  # type: ignore[arg-type]
+    service = VisitGateService(uow_factory, clock, hasher or Sha256Hasher())
     facility = await service.create_facility("测试看守所", kind, rules=rules)
     officers = {
         role: await service.create_officer(

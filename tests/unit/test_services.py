@@ -49,7 +49,16 @@ async def audit_names(world: World) -> list[str]:
 
 
 def test_the_domain_imports_no_transport_or_storage_library() -> None:
-    forbidden = {"aiohttp", "aiortc", "sqlalchemy", "asyncpg", "aiosqlite", "redis", "alembic", "av"}
+    forbidden = {
+        "aiohttp",
+        "aiortc",
+        "sqlalchemy",
+        "asyncpg",
+        "aiosqlite",
+        "redis",
+        "alembic",
+        "av",
+    }
     for path in (ROOT / "sessions").glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -195,7 +204,11 @@ async def test_the_third_visit_in_a_month_needs_a_leaders_exception_and_nothing_
 async def test_a_longer_visit_exception_extends_the_visit_clock(world: World) -> None:
     app_id = await world.approved_application()
     await world.service.grant_exception(
-        world.officers[Role.LEADER].id, app_id, ExceptionKind.LONGER_VISIT, "路途遥远", extra_minutes=30
+        world.officers[Role.LEADER].id,
+        app_id,
+        ExceptionKind.LONGER_VISIT,
+        "路途遥远",
+        extra_minutes=30,
     )
     scheduled = await world.service.schedule(
         world.officers[Role.DUTY].id, app_id, world.kiosk_id, world.local(2026, 3, 2, 10)
@@ -213,7 +226,10 @@ async def test_an_ineligible_detainee_cannot_be_approved_and_the_reviewer_sees_w
         await uow.detainees.update(detainee)
         await uow.commit()
     app = await world.service.submit_application(
-        facility_id=world.facility.id, detainee_name="张伟", visitors=[visitor()], reason="other",
+        facility_id=world.facility.id,
+        detainee_name="张伟",
+        visitors=[visitor()],
+        reason="other",
         reason_detail="家中老人想念",
     )
     await world.service.accept(world.officers[Role.INTAKE].id, app.id)
@@ -228,16 +244,26 @@ async def test_submitting_a_fourth_visitor_or_a_bad_id_number_stores_nothing(wor
     four = [visitor(sequence=s) for s in ("111", "222", "333", "444")]
     with pytest.raises(ValidationError) as too_many:
         await world.service.submit_application(
-            facility_id=world.facility.id, detainee_name="张伟", visitors=four, reason="other",
+            facility_id=world.facility.id,
+            detainee_name="张伟",
+            visitors=four,
+            reason="other",
             reason_detail="x",
         )
     assert too_many.value.code == "visitors_too_many"
     bad = visitor()
-    bad = type(bad)(bad.name, bad.id_number[:-1] + ("0" if bad.id_number[-1] != "0" else "1"),
-                    bad.phone, bad.relationship, bad.id_photo_ref)
+    bad = type(bad)(
+        bad.name,
+        bad.id_number[:-1] + ("0" if bad.id_number[-1] != "0" else "1"),
+        bad.phone,
+        bad.relationship,
+        bad.id_photo_ref,
+    )
     with pytest.raises(ValidationError) as wrong_id:
         await world.service.submit_application(
-            facility_id=world.facility.id, detainee_name="张伟", visitors=[bad],
+            facility_id=world.facility.id,
+            detainee_name="张伟",
+            visitors=[bad],
             reason="distance_hardship",
         )
     assert wrong_id.value.field == "visitors.0.id_number"
@@ -251,7 +277,9 @@ async def test_the_review_deadline_is_five_working_days_and_the_relative_can_loo
     # Friday 13 February 2026, before the Spring Festival break.
     world.clock.set(world.local(2026, 2, 13, 10))
     app = await world.service.submit_application(
-        facility_id=world.facility.id, detainee_name="张伟", visitors=[visitor()],
+        facility_id=world.facility.id,
+        detainee_name="张伟",
+        visitors=[visitor()],
         reason="distance_hardship",
     )
     assert app.deadline.due.isoformat() == "2026-02-27"
