@@ -29,10 +29,10 @@ from .settings import Settings
 MARKER = ".visitgate-demo"
 DEMO_PASSWORD = "demo-2026-visit"
 OFFICERS = (
-    ("shouli", "受理岗 王敏", Role.INTAKE),
-    ("shenhe", "审核岗 陈刚", Role.REVIEWER),
-    ("zhiban", "值班岗 刘洋", Role.DUTY),
-    ("lingdao", "所领导 赵建国", Role.LEADER),
+    ("shouli", "王敏", Role.INTAKE),
+    ("shenhe", "陈刚", Role.REVIEWER),
+    ("zhiban", "刘洋", Role.DUTY),
+    ("lingdao", "赵建国", Role.LEADER),
     ("admin", "系统管理员", Role.ADMIN),
 )
 
