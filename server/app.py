@@ -25,6 +25,7 @@ from sessions.services import VisitGateService
 from . import health, pages
 from .keys import CLOCK, ENGINE, METRICS, REGISTRY, SERVICE, SETTINGS
 from .metrics import Metrics
+from .secrets import FernetSealer, load_or_create_key
 from .settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "client_web" / "templates"
@@ -68,8 +69,12 @@ def _database(migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]
             if migrate:
                 await upgrade(engine)
             app[ENGINE] = engine
+            key = load_or_create_key(settings.data_dir, settings.secret_key)
             app[SERVICE] = VisitGateService(
-                SqlUnitOfWorkFactory(engine), app[CLOCK], Argon2Hasher()
+                SqlUnitOfWorkFactory(engine),
+                app[CLOCK],
+                Argon2Hasher(),
+                sealer=FernetSealer(key),
             )
             yield
         finally:

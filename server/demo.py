@@ -24,6 +24,7 @@ from sessions.officers import Role
 from sessions.passwords import Argon2Hasher
 from sessions.services import VisitGateService, VisitorInput
 
+from .secrets import FernetSealer, load_or_create_key
 from .settings import Settings
 
 MARKER = ".visitgate-demo"
@@ -65,7 +66,12 @@ async def seed(settings: Settings, clock: Clock | None = None) -> DemoSeed:
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)
-        service = VisitGateService(SqlUnitOfWorkFactory(engine), clock, Argon2Hasher())
+        service = VisitGateService(
+            SqlUnitOfWorkFactory(engine),
+            clock,
+            Argon2Hasher(),
+            sealer=FernetSealer(load_or_create_key(settings.data_dir, settings.secret_key)),
+        )
         # Open all day so the demo works whenever it is started.
         rules = FacilityRules.default_for(FacilityKind.DETENTION_CENTRE).with_changes(
             opening_hours=OpeningHours(((time(0, 0), time(23, 59)),))

@@ -12,6 +12,7 @@ naming both the flag and the environment variable, instead of deep inside a requ
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ _TURN_PASSWORD = _Option("turn_password", "VISITGATE_TURN_PASSWORD")
 _WORKERS = _Option("workers", "VISITGATE_WORKERS")
 _LANG = _Option("lang", "VISITGATE_LANG")
 _PUBLIC_URL = _Option("public_url", "VISITGATE_PUBLIC_URL")
+_SMS_GATEWAY_URL = _Option("sms_gateway_url", "VISITGATE_SMS_GATEWAY_URL")
+# Secrets come from the environment only: a flag would show up in `ps`.
+_SECRET_KEY = _Option("secret_key", "VISITGATE_SECRET_KEY")
+_SMS_GATEWAY_TOKEN = _Option("sms_gateway_token", "VISITGATE_SMS_GATEWAY_TOKEN")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +141,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         _PUBLIC_URL,
         "base URL used in printed and sent links (default: derived from host, port and TLS)",
+        metavar="URL",
+    )
+    add(
+        _SMS_GATEWAY_URL,
+        "HTTP SMS gateway that notices are POSTed to (default: none, notices go to the log); "
+        f"its bearer token comes from {_SMS_GATEWAY_TOKEN.env}",
         metavar="URL",
     )
 
@@ -241,6 +252,10 @@ class Settings:
     workers: int
     language: Language
     public_url: str | None
+    #: Fernet key (urlsafe base64, 32 bytes); None means <data_dir>/secret.key.
+    secret_key: str | None = field(default=None, repr=False)
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = field(default=None, repr=False)
 
     @property
     def tls_enabled(self) -> bool:
@@ -320,6 +335,25 @@ class Settings:
                 )
             public_url = public_url.rstrip("/")
 
+        sms_gateway_url = sources.text(_SMS_GATEWAY_URL)
+        if sms_gateway_url is not None and not sms_gateway_url.lower().startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError(
+                f"{_SMS_GATEWAY_URL.describe()}: {sms_gateway_url!r} must start with http:// "
+                "or https://"
+            )
+        secret_key = sources.text(_SECRET_KEY)
+        if secret_key is not None:
+            try:
+                if len(base64.urlsafe_b64decode(secret_key.encode("ascii"))) != 32:
+                    raise ValueError
+            except (ValueError, UnicodeEncodeError):
+                raise SettingsError(
+                    f"{_SECRET_KEY.env}: must be 32 bytes in urlsafe base64 (a Fernet key), e.g. "
+                    'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+                ) from None
+
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -332,6 +366,9 @@ class Settings:
             workers=workers,
             language=language,
             public_url=public_url,
+            secret_key=secret_key,
+            sms_gateway_url=sms_gateway_url,
+            sms_gateway_token=sources.text(_SMS_GATEWAY_TOKEN),
         )
 
     @staticmethod

@@ -66,6 +66,9 @@ class VisitCredential:
     first_used_at: datetime | None = None
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    #: The token and code encrypted with the server's key (never plain), so the
+    #: relative's status page can show them again; dropped when revoked.
+    sealed_secrets: str | None = None
     events: list[Event] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
@@ -81,6 +84,7 @@ class VisitCredential:
         code_hash: str,
         now: datetime,
         actor: str,
+        sealed_secrets: str | None = None,
     ) -> VisitCredential:
         """``code_hash`` is the slow hash of ``secrets.code``, computed by the caller
         (off the event loop); the plain secrets are never kept."""
@@ -90,6 +94,7 @@ class VisitCredential:
             facility_id=facility_id,
             token_hash=token_digest(secrets.token),
             code_hash=code_hash,
+            sealed_secrets=sealed_secrets,
             valid_from=valid_from,
             valid_until=valid_until,
         )
@@ -173,6 +178,7 @@ class VisitCredential:
         if self.revoked_at is None:
             self.revoked_at = now
             self.revoked_reason = reason
+            self.sealed_secrets = None
             self._record(EventName.CREDENTIAL_REVOKED, actor, now, reason=reason)
 
     def _record(self, name: EventName, actor: str, at: datetime, **data: object) -> None:

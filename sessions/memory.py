@@ -21,6 +21,7 @@ from .detainees import Detainee
 from .errors import Conflict
 from .events import Event
 from .facilities import Facility
+from .notifications import Notice
 from .officers import Officer
 from .repository import (
     ApplicationRepository,
@@ -32,6 +33,7 @@ from .repository import (
     FacilityRepository,
     KioskRepository,
     OfficerRepository,
+    OutboxRepository,
     UnitOfWork,
     VisitRepository,
 )
@@ -63,6 +65,7 @@ class MemoryStore:
                 "visits",
                 "credentials",
                 "calendar",
+                "outbox",
             )
         }
     )
@@ -263,6 +266,11 @@ class MemoryAppointments(AppointmentRepository):
             key=lambda a: a.starts_at,
         )
 
+    async def for_application(self, application_id: str) -> list[Appointment]:
+        return sorted(
+            self.t.where(lambda a: a.application_id == application_id), key=lambda a: a.starts_at
+        )
+
     async def for_detainee(self, detainee_id: str) -> list[Appointment]:
         return sorted(
             self.t.where(lambda a: a.detainee_id == detainee_id and not a.cancelled),
@@ -357,6 +365,26 @@ class MemoryCalendar(CalendarRepository):
         )
 
 
+class MemoryOutbox(OutboxRepository):
+    def __init__(self, t: _Table) -> None:
+        self.t = t
+
+    async def add(self, notice: Notice) -> None:
+        self.t.put_new(notice.id, notice)
+
+    async def update(self, notice: Notice) -> None:
+        self.t.replace(notice.id, notice)
+
+    async def due(self, now: datetime, limit: int) -> list[Notice]:
+        found = sorted(self.t.where(lambda n: n.due(now)), key=lambda n: (n.created_at, n.id))
+        return found[:limit]
+
+    async def for_application(self, application_id: str) -> list[Notice]:
+        return sorted(
+            self.t.where(lambda n: n.application_id == application_id), key=lambda n: n.created_at
+        )
+
+
 class MemoryUnitOfWork(UnitOfWork):
     """Works on a private copy of the store; commit swaps the copy in."""
 
@@ -380,6 +408,7 @@ class MemoryUnitOfWork(UnitOfWork):
         self.credentials = MemoryCredentials(_Table(t["credentials"]))
         self.audit = MemoryAudit(self._working.audit)
         self.calendar = MemoryCalendar(_Table(t["calendar"]))
+        self.outbox = MemoryOutbox(_Table(t["outbox"]))
 
     async def commit(self) -> None:
         if self._working is None:

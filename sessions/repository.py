@@ -26,6 +26,7 @@ from .credentials import VisitCredential
 from .detainees import Detainee
 from .events import Event
 from .facilities import Facility
+from .notifications import Notice
 from .officers import Officer
 from .visits import Visit, VisitState
 from .workdays import CalendarOverride
@@ -128,6 +129,10 @@ class AppointmentRepository(abc.ABC):
     async def for_detainee(self, detainee_id: str) -> list[Appointment]:
         """Non-cancelled appointments of the detainee, by start time."""
 
+    @abc.abstractmethod
+    async def for_application(self, application_id: str) -> list[Appointment]:
+        """Appointments (cancelled ones too) booked for the application, by start time."""
+
 
 class VisitRepository(abc.ABC):
     @abc.abstractmethod
@@ -185,6 +190,19 @@ class CalendarRepository(abc.ABC):
     async def list(self, year: int | None = None) -> list[CalendarOverride]: ...
 
 
+class OutboxRepository(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, notice: Notice) -> None: ...
+    @abc.abstractmethod
+    async def update(self, notice: Notice) -> None: ...
+    @abc.abstractmethod
+    async def due(self, now: datetime, limit: int) -> list[Notice]:
+        """Pending notices whose next attempt is due, oldest first."""
+
+    @abc.abstractmethod
+    async def for_application(self, application_id: str) -> list[Notice]: ...
+
+
 class UnitOfWork(abc.ABC):
     facilities: FacilityRepository
     detainees: DetaineeRepository
@@ -196,6 +214,7 @@ class UnitOfWork(abc.ABC):
     credentials: CredentialRepository
     audit: AuditLog
     calendar: CalendarRepository
+    outbox: OutboxRepository
 
     async def __aenter__(self) -> Self:
         await self._begin()

@@ -24,10 +24,12 @@ from .errors import ChainContention, CredentialRejected, NotFound, RuleViolation
 from .events import SYSTEM, Event, EventName, SubjectType, officer_actor
 from .facilities import Facility, FacilityKind, FacilityRules
 from .ids import application_number, new_id
+from .notifications import Notice, NoticeKind
 from .officers import Officer, Role, validate_username
 from .passwords import SecretHasher, validate_new_password
 from .quotas import ExceptionKind, LeaderException, QuotaIssue, quota_issues, unresolved
 from .repository import UnitOfWork
+from .sealing import Sealer, seal_secrets, unseal_secrets
 from .visits import EndReason, Visit, VisitKind, VisitState
 from .workdays import CalendarOverride, Deadline, WorkdayCalendar
 
@@ -63,6 +65,18 @@ class ReviewBrief:
 
 
 @dataclass(frozen=True)
+class ApplicationStatus:
+    """What the relative's status page shows."""
+
+    application: Application
+    facility: Facility
+    appointment: Appointment | None
+    visit: Visit | None
+    #: The link token and code, while the visit's link is valid and a sealer is set.
+    secrets: IssuedSecrets | None
+
+
+@dataclass(frozen=True)
 class KioskSlot:
     appointment: Appointment
     visit: Visit | None
@@ -83,6 +97,9 @@ class VisitGateService:
     clock: Clock
     hasher: SecretHasher
     publish: Publisher = field(default=_no_publish)
+    #: Keeps a sealed copy of each visit's link and code for the status page;
+    #: without one (tests, tools) nothing can show them again.
+    sealer: Sealer | None = None
 
     # -- plumbing -----------------------------------------------------------
     async def _transaction(self, work: Callable[[UnitOfWork, list[Event]], Awaitable[T]]) -> T:
@@ -355,23 +372,53 @@ class VisitGateService:
                 deadline=deadline,
             )
             await uow.applications.add(application)
+            await self._notify(uow, application, NoticeKind.APPLICATION_RECEIVED)
             events.extend(application.events)
             return application
 
         return await self._transaction(work)
 
-    async def application_status(self, number: str, id_number: str) -> Application:
-        """For the relative: the application number plus any visitor's ID number."""
+    async def _notify(self, uow: UnitOfWork, application: Application, kind: NoticeKind) -> None:
+        """Queue a notice to the applicant in the same transaction as the decision."""
+        await uow.outbox.add(
+            Notice(new_id(), kind, application.id, application.applicant.phone, self.clock.now())
+        )
+
+    async def application_status(self, number: str, id_number: str) -> ApplicationStatus:
+        """For the relative: the application number plus any visitor's ID number.
+        Once scheduled, it includes the visit's link and code while they are valid."""
+        wanted = id_number.strip().upper()
         async with self.uow() as uow:
             application = await uow.applications.get_by_number(number.strip())
-        wanted = id_number.strip().upper()
-        if application is None or all(v.id_number != wanted for v in application.visitors):
-            raise NotFound(
-                "application_lookup_failed",
-                "未找到申请，请核对申请编号和身份证号码",
-                "No application matches that number and ID number",
-            )
-        return application
+            if application is None or all(v.id_number != wanted for v in application.visitors):
+                raise NotFound(
+                    "application_lookup_failed",
+                    "未找到申请，请核对申请编号和身份证号码",
+                    "No application matches that number and ID number",
+                )
+            return await self._status(uow, application)
+
+    async def status_of(self, application_id: str) -> ApplicationStatus:
+        """The same view for trusted callers (the notice dispatcher)."""
+        async with self.uow() as uow:
+            return await self._status(uow, await self._application(uow, application_id))
+
+    async def _status(self, uow: UnitOfWork, application: Application) -> ApplicationStatus:
+        facility = await self._facility(uow, application.facility_id)
+        booked = [
+            a for a in await uow.appointments.for_application(application.id) if not a.cancelled
+        ]
+        appointment = booked[-1] if booked else None
+        visit = await uow.visits.get_by_appointment(appointment.id) if appointment else None
+        secrets: IssuedSecrets | None = None
+        if visit is not None and self.sealer is not None:
+            for credential in await uow.credentials.for_visit(visit.id):
+                if credential.revoked_at is None and credential.sealed_secrets:
+                    try:
+                        secrets = unseal_secrets(self.sealer, credential.sealed_secrets)
+                    except ValueError:
+                        secrets = None  # sealed under an old key: the officer must reissue
+        return ApplicationStatus(application, facility, appointment, visit, secrets)
 
     async def review_brief(self, officer_id: str, application_id: str) -> ReviewBrief:
         async with self.uow() as uow:
@@ -402,12 +449,15 @@ class VisitGateService:
         officer_id: str,
         application_id: str,
         act: Callable[[Application, Officer, datetime], None],
+        notice: NoticeKind | None = None,
     ) -> Application:
         async def work(uow: UnitOfWork, events: list[Event]) -> Application:
             officer = await self._officer(uow, officer_id)
             application = await self._application(uow, application_id)
             act(application, officer, self.clock.now())
             await uow.applications.update(application)
+            if notice is not None:
+                await self._notify(uow, application, notice)
             events.extend(application.events)
             return application
 
@@ -420,7 +470,10 @@ class VisitGateService:
         self, officer_id: str, application_id: str, reason: str
     ) -> Application:
         return await self._decide(
-            officer_id, application_id, lambda a, o, now: a.return_incomplete(o, reason, now)
+            officer_id,
+            application_id,
+            lambda a, o, now: a.return_incomplete(o, reason, now),
+            NoticeKind.APPLICATION_RETURNED,
         )
 
     async def approve(self, officer_id: str, application_id: str) -> Application:
@@ -435,12 +488,18 @@ class VisitGateService:
             )
         warnings = [i.zh for i in brief.quota_issues]
         return await self._decide(
-            officer_id, application_id, lambda a, o, now: a.approve(o, now, warnings=warnings)
+            officer_id,
+            application_id,
+            lambda a, o, now: a.approve(o, now, warnings=warnings),
+            NoticeKind.APPLICATION_APPROVED,
         )
 
     async def reject(self, officer_id: str, application_id: str, reason: str) -> Application:
         return await self._decide(
-            officer_id, application_id, lambda a, o, now: a.reject(o, reason, now)
+            officer_id,
+            application_id,
+            lambda a, o, now: a.reject(o, reason, now),
+            NoticeKind.APPLICATION_REJECTED,
         )
 
     async def grant_exception(
@@ -558,11 +617,13 @@ class VisitGateService:
                 code_hash=code_hash,
                 now=now,
                 actor=officer_actor(officer.id),
+                sealed_secrets=seal_secrets(self.sealer, issued) if self.sealer else None,
             )
             await uow.appointments.add(appointment)
             await uow.applications.update(application)
             await uow.visits.add(visit)
             await uow.credentials.add(credential)
+            await self._notify(uow, application, NoticeKind.VISIT_SCHEDULED)
             events.extend(appointment.events + application.events + credential.events)
             return Scheduled(appointment, visit, issued)
 

@@ -8,8 +8,11 @@ import pathlib
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 
+from server.secrets import FernetSealer
 from sessions.applications import ApplicationState
+from sessions.credentials import IssuedSecrets
 from sessions.errors import (
     CredentialRejected,
     InvalidTransition,
@@ -20,6 +23,7 @@ from sessions.errors import (
 from sessions.events import EventName
 from sessions.facilities import FacilityKind
 from sessions.memory import MemoryStore, MemoryUnitOfWorkFactory
+from sessions.notifications import NoticeKind
 from sessions.officers import Role
 from sessions.passwords import Argon2Hasher
 from sessions.quotas import ExceptionKind
@@ -284,7 +288,9 @@ async def test_the_review_deadline_is_five_working_days_and_the_relative_can_loo
     )
     assert app.deadline.due.isoformat() == "2026-02-27"
     found = await world.service.application_status(app.number, visitor().id_number)
-    assert found.id == app.id and found.state is ApplicationState.SUBMITTED
+    assert found.application.id == app.id
+    assert found.application.state is ApplicationState.SUBMITTED
+    assert found.appointment is None and found.secrets is None
     with pytest.raises(Exception) as not_found:
         await world.service.application_status(app.number, visitor(sequence="999").id_number)
     assert getattr(not_found.value, "code", None) == "application_lookup_failed"
@@ -313,3 +319,43 @@ async def test_two_kiosk_bookings_for_the_same_slot_cannot_both_succeed(world: W
 
 def test_memory_store_starts_empty() -> None:
     assert MemoryStore().audit == []
+
+
+async def test_the_status_page_can_show_the_link_and_code_again_until_the_visit_ends() -> None:
+    world = await build_world(MemoryUnitOfWorkFactory())
+    world.service.sealer = FernetSealer(Fernet.generate_key())
+    visit_id, token, code = await schedule_at(world, 10)
+    async with world.service.uow() as uow:
+        [credential] = await uow.credentials.for_visit(visit_id)
+    assert credential.sealed_secrets and code not in credential.sealed_secrets
+    assert token not in credential.sealed_secrets
+
+    application = (await world.service.get_visit(visit_id)).application_id
+    assert application is not None
+    status = await world.service.status_of(application)
+    assert status.secrets == IssuedSecrets(token, code)
+    assert status.appointment is not None and status.appointment.starts_at == world.local(
+        2026, 3, 2, 10
+    )
+
+    await world.service.cut_visit(world.officers[Role.DUTY].id, visit_id, "测试")
+    assert (await world.service.status_of(application)).secrets is None
+    async with world.service.uow() as uow:
+        [credential] = await uow.credentials.for_visit(visit_id)
+    assert credential.sealed_secrets is None
+
+
+async def test_every_decision_queues_a_notice_to_the_applicant_in_the_same_transaction(
+    world: World,
+) -> None:
+    visit_id, _token, _code = await schedule_at(world, 10)
+    application = (await world.service.get_visit(visit_id)).application_id
+    async with world.service.uow() as uow:
+        notices = await uow.outbox.for_application(application or "")
+    assert [n.kind for n in notices] == [
+        NoticeKind.APPLICATION_RECEIVED,
+        NoticeKind.APPLICATION_APPROVED,
+        NoticeKind.VISIT_SCHEDULED,
+    ]
+    assert {n.phone for n in notices} == {"13800138000"}
+    assert all(n.pending for n in notices)

@@ -70,6 +70,7 @@ def test_settings_are_immutable() -> None:
 def test_every_flag_defaults_to_none_so_the_environment_can_apply() -> None:
     flags = parse_flags()
     assert set(flags) == {
+        "sms_gateway_url",
         "data_dir",
         "database_url",
         "redis_url",
@@ -278,3 +279,20 @@ def test_public_url_wins_over_host_port_and_tls(tls_files: tuple[Path, Path]) ->
     )
     assert settings.public_url == "https://visits.example.test/gate"
     assert settings.base_url() == "https://visits.example.test/gate"
+
+
+def test_the_secret_key_and_sms_token_come_from_the_environment_and_stay_out_of_repr() -> None:
+    key = "A" * 43 + "="
+    settings = build(
+        environ={"VISITGATE_SECRET_KEY": key, "VISITGATE_SMS_GATEWAY_TOKEN": "tok-123"},
+        args={"sms_gateway_url": "http://127.0.0.1:9/sms"},
+    )
+    assert settings.secret_key == key and settings.sms_gateway_token == "tok-123"
+    assert key not in repr(settings) and "tok-123" not in repr(settings)
+    assert settings.sms_gateway_url == "http://127.0.0.1:9/sms"
+
+
+@pytest.mark.parametrize("bad", ["short", "!" * 44])
+def test_a_malformed_secret_key_is_refused_naming_its_variable(bad: str) -> None:
+    with pytest.raises(SettingsError, match="VISITGATE_SECRET_KEY"):
+        build(environ={"VISITGATE_SECRET_KEY": bad})

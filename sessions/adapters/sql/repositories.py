@@ -49,6 +49,7 @@ from ...facilities import (
     QuotaPeriod,
     UnexpectedFacePolicy,
 )
+from ...notifications import Notice, NoticeKind
 from ...officers import Officer, Role
 from ...quotas import ExceptionKind, LeaderException
 from ...repository import (
@@ -61,6 +62,7 @@ from ...repository import (
     FacilityRepository,
     KioskRepository,
     OfficerRepository,
+    OutboxRepository,
     UnitOfWork,
     UnitOfWorkFactory,
     VisitRepository,
@@ -79,6 +81,7 @@ from .tables import (
     facilities,
     kiosks,
     officers,
+    outbox,
     visits,
 )
 
@@ -695,6 +698,15 @@ class SqlAppointments(_Repo, AppointmentRepository):
         )
         return [_appointment(r) for r in rows]
 
+    async def for_application(self, application_id: str) -> list[Appointment]:
+        c = appointments.c
+        rows = await self._rows(
+            select(appointments)
+            .where(c.application_id == application_id)
+            .order_by(c.starts_at, c.id)
+        )
+        return [_appointment(r) for r in rows]
+
 
 # --- visits -------------------------------------------------------------------------------
 
@@ -783,6 +795,7 @@ _CREDENTIAL_FIELDS = (
     "first_used_at",
     "revoked_at",
     "revoked_reason",
+    "sealed_secrets",
 )
 
 
@@ -908,6 +921,60 @@ class SqlCalendar(_Repo, CalendarRepository):
         ]
 
 
+# --- outbox -------------------------------------------------------------------------------
+
+_NOTICE_FIELDS = (
+    "id",
+    "application_id",
+    "phone",
+    "created_at",
+    "attempts",
+    "next_attempt_at",
+    "sent_at",
+    "failed_at",
+    "last_error",
+)
+
+
+def _notice(row: Row[Any]) -> Notice:
+    return Notice(kind=NoticeKind(row.kind), **{n: getattr(row, n) for n in _NOTICE_FIELDS})
+
+
+def _notice_values(notice: Notice) -> dict[str, Any]:
+    return {"kind": notice.kind.value, **{n: getattr(notice, n) for n in _NOTICE_FIELDS}}
+
+
+class SqlOutbox(_Repo, OutboxRepository):
+    table = outbox
+
+    async def add(self, notice: Notice) -> None:
+        await self._insert(_notice_values(notice))
+
+    async def update(self, notice: Notice) -> None:
+        await self._replace(notice.id, _notice_values(notice))
+
+    async def due(self, now: datetime, limit: int) -> list[Notice]:
+        c = outbox.c
+        rows = await self._rows(
+            select(outbox)
+            .where(
+                c.sent_at.is_(None),
+                c.failed_at.is_(None),
+                (c.next_attempt_at.is_(None)) | (c.next_attempt_at <= now),
+            )
+            .order_by(c.created_at, c.id)
+            .limit(limit)
+        )
+        return [_notice(r) for r in rows]
+
+    async def for_application(self, application_id: str) -> list[Notice]:
+        c = outbox.c
+        rows = await self._rows(
+            select(outbox).where(c.application_id == application_id).order_by(c.created_at, c.id)
+        )
+        return [_notice(r) for r in rows]
+
+
 # --- unit of work -------------------------------------------------------------------------
 
 
@@ -943,6 +1010,7 @@ class SqlUnitOfWork(UnitOfWork):
         self.credentials = SqlCredentials(conn)
         self.audit = SqlAuditLog(conn)
         self.calendar = SqlCalendar(conn)
+        self.outbox = SqlOutbox(conn)
 
     async def commit(self) -> None:
         if self._conn is None or self._tx is None:

@@ -263,6 +263,7 @@ credentials = Table(
     Column("first_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("revoked_reason", Text, nullable=True),
+    Column("sealed_secrets", Text, nullable=True),
     UniqueConstraint("token_hash"),
     Index("ix_credentials_visit_id", "visit_id"),
 )
@@ -292,4 +293,21 @@ calendar_overrides = Table(
     Column("day", Date, primary_key=True),
     Column("is_workday", Boolean, nullable=False),
     Column("note", Text, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    _id(primary_key=True),
+    Column("kind", String(ENUM), nullable=False),
+    _fk("application_id", "applications.id"),
+    Column("phone", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_sent_at_failed_at_next_attempt_at", "sent_at", "failed_at", "next_attempt_at"),
+    Index("ix_outbox_application_id", "application_id"),
 )

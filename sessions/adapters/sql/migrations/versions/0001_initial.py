@@ -247,6 +247,7 @@ def upgrade() -> None:
         sa.Column("first_used_at", _instant(), nullable=True),
         sa.Column("revoked_at", _instant(), nullable=True),
         sa.Column("revoked_reason", sa.Text(), nullable=True),
+        sa.Column("sealed_secrets", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_credentials"),
         sa.ForeignKeyConstraint(["visit_id"], ["visits.id"], name="fk_credentials_visit_id_visits"),
         sa.ForeignKeyConstraint(
