@@ -56,6 +56,7 @@ def create_app(
     app.cleanup_ctx.append(_database(migrate))
     health.setup_routes(app)
     pages.setup_routes(app)
+    # -- feature routes (each feature module adds its own setup call here) --
     app.router.add_static("/static/", STATIC, name="static")
     return app
 
