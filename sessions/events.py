@@ -35,6 +35,7 @@ class EventName(StrEnum):
     DETAINEE_UPDATED = "detainee.updated"
     OFFICER_CREATED = "officer.created"
     OFFICER_PASSWORD_CHANGED = "officer.password_changed"
+    OFFICER_UPDATED = "officer.updated"
     KIOSK_REGISTERED = "kiosk.registered"
     APPLICATION_SUBMITTED = "application.submitted"
     APPLICATION_RETURNED = "application.returned"

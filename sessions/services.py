@@ -160,6 +160,14 @@ class VisitGateService:
         return visit
 
     # -- facility set-up -----------------------------------------------------
+    async def _check_setup_actor(self, uow: UnitOfWork, actor: str, facility_id: str) -> None:
+        """Set-up done from the console must come from an admin of that facility;
+        the command line and the demo act as themselves ("cli", "demo")."""
+        if actor.startswith("officer:"):
+            officer = await self._officer(uow, actor.removeprefix("officer:"))
+            officer.require(Role.ADMIN)
+            officer.require_facility(facility_id)
+
     async def create_facility(
         self,
         name: str,
@@ -195,6 +203,7 @@ class VisitGateService:
     async def register_detainee(self, detainee: Detainee, *, actor: str = SYSTEM) -> Detainee:
         async def work(uow: UnitOfWork, events: list[Event]) -> Detainee:
             await self._facility(uow, detainee.facility_id)
+            await self._check_setup_actor(uow, actor, detainee.facility_id)
             await uow.detainees.add(detainee)
             events.append(
                 Event.of(
@@ -228,6 +237,7 @@ class VisitGateService:
 
         async def work(uow: UnitOfWork, events: list[Event]) -> Officer:
             await self._facility(uow, facility_id)
+            await self._check_setup_actor(uow, actor, facility_id)
             await uow.officers.add(officer)
             events.append(
                 Event.of(
@@ -274,6 +284,7 @@ class VisitGateService:
 
         async def work(uow: UnitOfWork, events: list[Event]) -> Kiosk:
             await self._facility(uow, facility_id)
+            await self._check_setup_actor(uow, actor, facility_id)
             await uow.kiosks.add(kiosk)
             events.append(
                 Event.of(
@@ -289,6 +300,94 @@ class VisitGateService:
             return kiosk
 
         return await self._transaction(work), token
+
+    async def update_facility_rules(self, admin_id: str, rules: FacilityRules) -> Facility:
+        async def work(uow: UnitOfWork, events: list[Event]) -> Facility:
+            admin = await self._officer(uow, admin_id)
+            admin.require(Role.ADMIN)
+            facility = await self._facility(uow, admin.facility_id)
+            before = facility.rules
+            facility.rules = rules
+            await uow.facilities.update(facility)
+            events.append(
+                Event.of(
+                    EventName.FACILITY_RULES_CHANGED,
+                    SubjectType.FACILITY,
+                    facility.id,
+                    actor=officer_actor(admin.id),
+                    at=self.clock.now(),
+                    facility_id=facility.id,
+                    before=_rules_dict(before),
+                    after=_rules_dict(rules),
+                )
+            )
+            return facility
+
+        return await self._transaction(work)
+
+    async def update_detainee(self, admin_id: str, detainee: Detainee) -> Detainee:
+        """Record the facts that decide eligibility (refusal, 严管, detox, transfer...)."""
+
+        async def work(uow: UnitOfWork, events: list[Event]) -> Detainee:
+            admin = await self._officer(uow, admin_id)
+            admin.require(Role.ADMIN)
+            stored = await uow.detainees.get(detainee.id)
+            if stored is None:
+                raise NotFound("detainee_not_found", "被羁押人员不存在", "No such detainee")
+            admin.require_facility(stored.facility_id)
+            detainee.facility_id = stored.facility_id
+            await uow.detainees.update(detainee)
+            events.append(
+                Event.of(
+                    EventName.DETAINEE_UPDATED,
+                    SubjectType.DETAINEE,
+                    detainee.id,
+                    actor=officer_actor(admin.id),
+                    at=self.clock.now(),
+                    facility_id=detainee.facility_id,
+                    refuses=detainee.refuses_video_visits,
+                    strict_management=detainee.strict_management,
+                    serious_violation=detainee.serious_violation,
+                    foreign_national=detainee.foreign_national,
+                    in_detox_treatment=detainee.in_detox_treatment,
+                    pending_criminal_transfer=detainee.pending_criminal_transfer,
+                    released_on=detainee.released_on,
+                )
+            )
+            return detainee
+
+        return await self._transaction(work)
+
+    async def set_officer_active(self, admin_id: str, officer_id: str, active: bool) -> Officer:
+        async def work(uow: UnitOfWork, events: list[Event]) -> Officer:
+            admin = await self._officer(uow, admin_id)
+            admin.require(Role.ADMIN)
+            officer = await uow.officers.get(officer_id)
+            if officer is None:
+                raise NotFound("officer_not_found", "民警账号不存在", "No such officer")
+            admin.require_facility(officer.facility_id)
+            if officer.id == admin.id and not active:
+                raise ValidationError(
+                    "cannot_disable_self",
+                    "不能停用自己的账号",
+                    "You cannot disable your own account",
+                )
+            officer.active = active
+            await uow.officers.update(officer)
+            events.append(
+                Event.of(
+                    EventName.OFFICER_UPDATED,
+                    SubjectType.OFFICER,
+                    officer.id,
+                    actor=officer_actor(admin.id),
+                    at=self.clock.now(),
+                    facility_id=officer.facility_id,
+                    active=active,
+                )
+            )
+            return officer
+
+        return await self._transaction(work)
 
     async def kiosk_by_token(self, token: str) -> Kiosk:
         async with self.uow() as uow:
@@ -799,3 +898,14 @@ __all__ = [
     "VisitGateService",
     "VisitorInput",
 ]
+
+
+def _rules_dict(rules: FacilityRules) -> dict[str, object]:
+    return {
+        "visits_per_period": rules.visits_per_period,
+        "period": rules.period,
+        "max_visit_minutes": rules.max_visit_minutes,
+        "max_people": rules.max_people,
+        "unexpected_face_policy": rules.unexpected_face_policy,
+        "opening_hours": rules.opening_hours.as_text(),
+    }
