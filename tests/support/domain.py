@@ -83,6 +83,7 @@ async def build_world(
     start: datetime = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI),
     rules: FacilityRules | None = None,
     hasher: SecretHasher | None = None,
+    username_prefix: str = "officer",
 ) -> World:
     clock = ManualClock(start)
     service = VisitGateService(uow_factory, clock, hasher or Sha256Hasher())
@@ -90,7 +91,7 @@ async def build_world(
     officers = {
         role: await service.create_officer(
             facility_id=facility.id,
-            username=f"officer-{role.value}",
+            username=f"{username_prefix}-{role.value}",
             display_name=role.label_zh,
             password=PASSWORD,
             roles=frozenset({role}),
