@@ -22,7 +22,8 @@ from sessions.clock import Clock, SystemClock
 from sessions.passwords import Argon2Hasher
 from sessions.services import VisitGateService
 
-from . import health, pages
+from . import api, console, health, notify, pages
+from . import public as public_pages
 from .keys import CLOCK, ENGINE, METRICS, REGISTRY, SERVICE, SETTINGS
 from .metrics import Metrics
 from .secrets import FernetSealer, load_or_create_key
@@ -57,6 +58,10 @@ def create_app(
     health.setup_routes(app)
     pages.setup_routes(app)
     # -- feature routes (each feature module adds its own setup call here) --
+    console.setup(app)  # also installs server.auth (sessions, CSRF, login)
+    api.setup(app)  # after auth: its error middleware sits inside the session one
+    public_pages.setup(app)
+    notify.setup(app)
     app.router.add_static("/static/", STATIC, name="static")
     return app
 

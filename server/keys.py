@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sessions.clock import Clock
+from sessions.queries import ConsoleQueries
 from sessions.services import VisitGateService
 
 from .metrics import Metrics
@@ -18,3 +19,4 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SERVICE = web.AppKey("service", VisitGateService)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 METRICS = web.AppKey("metrics", Metrics)
+QUERIES = web.AppKey("queries", ConsoleQueries)

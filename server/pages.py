@@ -34,7 +34,9 @@ def _render(request: web.Request, template: str, status: int = 200, **extra: Any
         template, request, _context(request, **extra), status=status
     )
     response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
-    response.headers["Referrer-Policy"] = "no-referrer"  # the link token must not leak
+    # same-origin, not no-referrer: the link token never leaves the site, and browsers
+    # send "Origin: null" on form posts from no-referrer pages, which the CSRF check refuses.
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
     lang = request.query.get("lang")
     if lang in ("zh", "en"):

@@ -63,7 +63,7 @@ async def test_the_relative_link_asks_for_the_code_in_chinese(
     assert page.status == 200
     html = await page.text()
     assert "请输入短信中的8位会见码" in html and "演示市看守所" in html
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "same-origin"
 
 
 async def test_a_wrong_code_is_refused_and_the_right_one_opens_the_waiting_room(

@@ -33,6 +33,7 @@ from sessions.facilities import (
     QuotaPeriod,
     UnexpectedFacePolicy,
 )
+from sessions.notifications import Notice, NoticeKind
 from sessions.officers import Officer, Role
 from sessions.quotas import ExceptionKind, LeaderException
 from sessions.visits import EndReason, Visit, VisitKind, VisitState
@@ -819,3 +820,157 @@ async def test_calendar_put_replaces_remove_deletes_and_list_filters_by_year(
         assert await uow.calendar.list(2026) == [makeup]
         assert [o.day.month for o in await uow.calendar.list(2027)] == [9, 10]
         assert await uow.calendar.list(2028) == []
+
+
+# --- outbox -----------------------------------------------------------------------------------
+
+
+def notice(id: str, created_at: datetime, **changes: Any) -> Notice:
+    made = Notice(
+        id=id,
+        kind=NoticeKind.APPLICATION_RECEIVED,
+        application_id="app-20260302-000001",
+        phone="13800138000",
+        created_at=created_at,
+    )
+    return replace(made, **changes)
+
+
+async def add_notices(uow_factory: UowFactory, *notices: Notice) -> None:
+    async with uow_factory() as uow:
+        for n in notices:
+            await uow.outbox.add(n)
+        await uow.commit()
+
+
+async def test_a_notice_round_trips_every_field(uow_factory: UowFactory) -> None:
+    await seed(uow_factory)
+    fresh = notice("n-1", T0.astimezone(BEIJING))
+    worked = notice(
+        "n-2",
+        T0 + timedelta(microseconds=1),
+        kind=NoticeKind.VISIT_SCHEDULED,
+        phone="+86 139 0013 9000",
+        attempts=3,
+        next_attempt_at=T0 + timedelta(minutes=2, microseconds=5),
+        sent_at=T0 + timedelta(minutes=3),
+        failed_at=T0 + timedelta(minutes=4),
+        last_error="网关超时 HTTP 503",
+    )
+    await add_notices(uow_factory, fresh, worked)
+    async with uow_factory() as uow:
+        stored = await uow.outbox.for_application("app-20260302-000001")
+    assert stored == [fresh, worked]
+    assert [n.kind for n in stored] == [NoticeKind.APPLICATION_RECEIVED, NoticeKind.VISIT_SCHEDULED]
+    assert all(isinstance(n.kind, NoticeKind) for n in stored)
+    for got in stored:
+        for instant in (got.created_at, got.next_attempt_at, got.sent_at, got.failed_at):
+            assert instant is None or instant.utcoffset() is not None
+    assert stored[1].next_attempt_at is not None
+    assert stored[1].next_attempt_at.microsecond == 123461
+
+
+@pytest.mark.parametrize("kind", list(NoticeKind))
+async def test_every_notice_kind_round_trips(uow_factory: UowFactory, kind: NoticeKind) -> None:
+    await seed(uow_factory)
+    await add_notices(uow_factory, notice("n-1", T0, kind=kind))
+    async with uow_factory() as uow:
+        (stored,) = await uow.outbox.for_application("app-20260302-000001")
+    assert stored.kind is kind
+
+
+async def test_due_skips_sent_failed_and_backed_off_notices_oldest_first(
+    uow_factory: UowFactory,
+) -> None:
+    await seed(uow_factory)
+    now = T0 + timedelta(minutes=10)
+    await add_notices(
+        uow_factory,
+        notice("n-new", T0),
+        notice("n-later", T0 + timedelta(seconds=1), next_attempt_at=now + timedelta(seconds=1)),
+        notice("n-ready", T0 + timedelta(seconds=2), attempts=2, next_attempt_at=now),
+        notice("n-sent", T0 - timedelta(days=1), sent_at=T0),
+        notice("n-failed", T0 - timedelta(days=1), attempts=8, failed_at=T0, last_error="x"),
+        notice("n-oldest", T0 - timedelta(seconds=1)),
+        notice("n-tie-b", T0 + timedelta(seconds=3)),
+        notice("n-tie-a", T0 + timedelta(seconds=3)),
+    )
+    async with uow_factory() as uow:
+        due = await uow.outbox.due(now, 10)
+        assert [n.id for n in due] == ["n-oldest", "n-new", "n-ready", "n-tie-a", "n-tie-b"]
+        assert [n.id for n in await uow.outbox.due(now, 2)] == ["n-oldest", "n-new"]
+        at_retry = await uow.outbox.due(now + timedelta(seconds=1), 10)
+        assert [n.id for n in at_retry] == [
+            "n-oldest",
+            "n-new",
+            "n-later",
+            "n-ready",
+            "n-tie-a",
+            "n-tie-b",
+        ]
+        assert await uow.outbox.due(T0 - timedelta(days=2), 10) != []  # no lower bound
+        assert await uow.outbox.due(now, 0) == []
+
+
+async def test_updating_a_notice_persists_attempts_back_off_and_the_outcome(
+    uow_factory: UowFactory,
+) -> None:
+    await seed(uow_factory)
+    await add_notices(uow_factory, notice("n-1", T0), notice("n-2", T0 + timedelta(seconds=1)))
+    async with uow_factory() as uow:
+        first, second = await uow.outbox.due(T0, 10)
+        first.attempt_failed("gateway answered HTTP 503", T0)
+        await uow.outbox.update(first)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = {n.id: n for n in await uow.outbox.for_application("app-20260302-000001")}
+        backed_off = stored["n-1"]
+        assert backed_off == first
+        assert backed_off.attempts == 1
+        assert backed_off.next_attempt_at == T0 + timedelta(seconds=30)
+        assert backed_off.last_error == "gateway answered HTTP 503"
+        assert backed_off.pending
+        assert [n.id for n in await uow.outbox.due(T0, 10)] == ["n-2"]
+        assert [n.id for n in await uow.outbox.due(T0 + timedelta(seconds=30), 10)] == [
+            "n-1",
+            "n-2",
+        ]
+        backed_off.delivered(T0 + timedelta(seconds=31))
+        await uow.outbox.update(backed_off)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = {n.id: n for n in await uow.outbox.for_application("app-20260302-000001")}
+        assert stored["n-1"].sent_at == T0 + timedelta(seconds=31)
+        assert stored["n-1"].last_error is None and not stored["n-1"].pending
+        assert stored["n-2"] == second
+        assert [n.id for n in await uow.outbox.due(T0 + timedelta(hours=1), 10)] == ["n-2"]
+
+
+async def test_outbox_writes_are_undone_without_commit(uow_factory: UowFactory) -> None:
+    await seed(uow_factory)
+    async with uow_factory() as uow:
+        await uow.outbox.add(notice("n-1", T0))
+    async with uow_factory() as uow:
+        assert await uow.outbox.for_application("app-20260302-000001") == []
+
+
+async def test_for_application_lists_only_that_applications_notices_oldest_first(
+    uow_factory: UowFactory,
+) -> None:
+    world = await seed(uow_factory)
+    async with uow_factory() as uow:
+        await uow.applications.add(application(world, "20260302-000002"))
+        await uow.commit()
+    await add_notices(
+        uow_factory,
+        notice("n-3", T0 + timedelta(minutes=2), kind=NoticeKind.APPLICATION_APPROVED),
+        notice("n-other", T0, application_id="app-20260302-000002"),
+        notice("n-1", T0),
+        notice("n-2", T0 + timedelta(minutes=1), sent_at=T0 + timedelta(minutes=1)),
+    )
+    async with uow_factory() as uow:
+        mine = await uow.outbox.for_application("app-20260302-000001")
+        theirs = await uow.outbox.for_application("app-20260302-000002")
+        assert await uow.outbox.for_application("nope") == []
+    assert [n.id for n in mine] == ["n-1", "n-2", "n-3"]
+    assert [n.id for n in theirs] == ["n-other"]
