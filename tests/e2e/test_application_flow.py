@@ -13,8 +13,8 @@ from playwright.async_api import Browser, Page, ViewportSize, expect
 from server.demo import DEMO_PASSWORD
 from tests.e2e.conftest import LiveServer
 from tests.support.domain import id_number
+from tests.support.testdata import face
 
-FACES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "faces"
 PHONE: ViewportSize = {"width": 390, "height": 844}
 APPLICANT_ID = id_number(sequence="731")
 
@@ -44,7 +44,7 @@ async def test_a_relative_applies_and_officers_take_it_to_a_scheduled_visit(
     await relative.fill('input[name="visitors.0.id_number"]', APPLICANT_ID)
     await relative.fill('input[name="visitors.0.phone"]', "13900139000")
     await relative.select_option('select[name="visitors.0.relationship"]', "spouse")
-    await relative.set_input_files('input[name="visitors.0.id_photo"]', str(FACES / "biden_1.jpg"))
+    await relative.set_input_files('input[name="visitors.0.id_photo"]', str(face("biden_1.jpg")))
     await relative.check('input[name="reason"][value="distance_hardship"]')
     await relative.screenshot(path=str(artifacts / "1-apply-form.png"), full_page=True)
     await relative.click('form button[type="submit"]')

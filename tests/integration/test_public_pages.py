@@ -28,14 +28,12 @@ from sessions.clock import ManualClock
 from sessions.errors import ValidationError
 from sessions.services import VisitGateService
 from tests.support.domain import SHANGHAI
+from tests.support.testdata import face
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
-FACES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "faces"
 APPLICANT_ID = demo_id_number("110101", date(1980, 1, 1), "123")
 SECOND_ID = demo_id_number("320102", date(1985, 6, 30), "456")
 PhotoFile = tuple[str, bytes, str]  # file name, bytes, content type
-
-pytestmark = pytest.mark.skipif(not FACES.is_dir(), reason="needs ../shared/testdata/faces")
 
 
 @pytest.fixture
@@ -68,7 +66,7 @@ def _service(client: TestClient) -> VisitGateService:
 
 def _photo_with_gps_exif() -> bytes:
     """biden_1.jpg re-saved with GPS coordinates and an orientation tag."""
-    image = Image.open(FACES / "biden_1.jpg")
+    image = Image.openface("biden_1.jpg")
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6  # rotate 90° to display upright
     exif[ExifTags.Base.Make] = "TestPhone"
@@ -85,7 +83,7 @@ def _photo_with_gps_exif() -> bytes:
 
 
 def _jpeg(name: str = "biden_1.jpg") -> PhotoFile:
-    return (name, (FACES / name).read_bytes(), "image/jpeg")
+    return (name, face(name).read_bytes(), "image/jpeg")
 
 
 def _visitor(index: int, **override: str) -> dict[str, str]:
@@ -239,7 +237,7 @@ async def test_the_done_page_is_only_for_the_browser_that_submitted(client: Test
 async def test_a_png_is_accepted_and_stays_png(client: TestClient, settings: Settings) -> None:
     status, _body, _location = await _post_application(
         client,
-        photos={0: ("card.png", (FACES / "lin_manuel_miranda.png").read_bytes(), "image/png")},
+        photos={0: ("card.png", face("lin_manuel_miranda.png").read_bytes(), "image/png")},
     )
     assert status == 303
     (stored,) = _stored_photos(settings)
@@ -263,7 +261,7 @@ async def test_a_text_file_named_jpg_is_refused_and_nothing_is_stored(
 
 
 async def test_a_truncated_jpeg_is_refused(client: TestClient, settings: Settings) -> None:
-    data = (FACES / "biden_1.jpg").read_bytes()
+    data = face("biden_1.jpg").read_bytes()
     status, html, _location = await _post_application(
         client, photos={0: ("cut.jpg", data[: len(data) // 2], "image/jpeg")}
     )
@@ -278,7 +276,7 @@ async def test_a_photo_over_8_mib_is_refused_while_streaming(
     before = await _applications(client)
     # 11 MiB: over the photo limit and over the app's client_max_size (10 MiB),
     # which request.multipart() does not apply; the per-file limit does.
-    big = (FACES / "biden_1.jpg").read_bytes() + b"\0" * (11 * 1024 * 1024)
+    big = face("biden_1.jpg").read_bytes() + b"\0" * (11 * 1024 * 1024)
     status, html, _location = await _post_application(
         client,
         visitors=[_visitor(0, id_number="11010119800101123X")],
@@ -464,8 +462,8 @@ def test_photo_references_cannot_escape_the_store(tmp_path: Path) -> None:
 
 
 def test_check_image_judges_by_content() -> None:
-    assert PhotoStore.check_image((FACES / "biden_1.jpg").read_bytes()) == "JPEG"
-    assert PhotoStore.check_image((FACES / "lin_manuel_miranda.png").read_bytes()) == "PNG"
+    assert PhotoStore.check_image(face("biden_1.jpg").read_bytes()) == "JPEG"
+    assert PhotoStore.check_image(face("lin_manuel_miranda.png").read_bytes()) == "PNG"
     gif = io.BytesIO()
     Image.new("RGB", (400, 300)).save(gif, format="GIF")
     tiny = io.BytesIO()
