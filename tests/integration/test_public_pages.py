@@ -66,7 +66,7 @@ def _service(client: TestClient) -> VisitGateService:
 
 def _photo_with_gps_exif() -> bytes:
     """biden_1.jpg re-saved with GPS coordinates and an orientation tag."""
-    image = Image.openface("biden_1.jpg")
+    image = Image.open(face("biden_1.jpg"))
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6  # rotate 90° to display upright
     exif[ExifTags.Base.Make] = "TestPhone"
