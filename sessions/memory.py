@@ -18,7 +18,6 @@ from .appointments import Appointment, Kiosk
 from .audit import AuditRecord, seal
 from .credentials import VisitCredential
 from .detainees import Detainee
-from .errors import Conflict
 from .events import Event
 from .facilities import Facility
 from .notifications import Notice
@@ -36,6 +35,7 @@ from .repository import (
     OutboxRepository,
     UnitOfWork,
     VisitRepository,
+    conflicts,
 )
 from .visits import Visit, VisitState
 from .workdays import CalendarOverride
@@ -80,12 +80,12 @@ class _Table:
 
     def put_new(self, key: Any, obj: Any) -> None:
         if key in self.rows:
-            raise Conflict("duplicate", "记录已存在", "The record already exists")
+            raise conflicts.duplicate()
         self.rows[key] = _detached(obj)
 
     def replace(self, key: Any, obj: Any) -> None:
         if key not in self.rows:
-            raise Conflict("missing", "记录不存在", "The record does not exist")
+            raise conflicts.missing()
         self.rows[key] = _detached(obj)
 
     def get(self, key: Any) -> Any:
@@ -99,11 +99,7 @@ class _Table:
 def _versioned_update(table: _Table, obj: Any) -> None:
     stored = table.rows.get(obj.id)
     if stored is None or stored.version != obj.version:
-        raise Conflict(
-            "stale_write",
-            "数据已被他人修改，请刷新后重试",
-            "Someone else changed this; reload and retry",
-        )
+        raise conflicts.stale_write()
     obj.version += 1
     table.rows[obj.id] = _detached(obj)
 
@@ -151,9 +147,7 @@ class MemoryOfficers(OfficerRepository):
 
     async def add(self, officer: Officer) -> None:
         if any(o.username == officer.username for o in self.t.rows.values()):
-            raise Conflict(
-                "username_taken", "用户名已被使用", "That username is taken", field="username"
-            )
+            raise conflicts.username_taken()
         self.t.put_new(officer.id, officer)
 
     async def get(self, officer_id: str) -> Officer | None:
@@ -179,7 +173,7 @@ class MemoryKiosks(KioskRepository):
     async def add(self, kiosk: Kiosk) -> None:
         # The token hash identifies the kiosk (get_by_token_hash): it must be unique.
         if any(k.device_token_hash == kiosk.device_token_hash for k in self.t.rows.values()):
-            raise Conflict("duplicate_device_token", "终端凭证重复", "Duplicate kiosk device token")
+            raise conflicts.duplicate_device_token()
         self.t.put_new(kiosk.id, kiosk)
 
     async def get(self, kiosk_id: str) -> Kiosk | None:
@@ -206,7 +200,7 @@ class MemoryApplications(ApplicationRepository):
 
     async def add(self, application: Application) -> None:
         if any(a.number == application.number for a in self.t.rows.values()):
-            raise Conflict("duplicate_number", "申请编号重复", "Duplicate application number")
+            raise conflicts.duplicate_number()
         self.t.put_new(application.id, application)
 
     async def get(self, application_id: str) -> Application | None:
@@ -284,7 +278,7 @@ class MemoryVisits(VisitRepository):
 
     async def add(self, visit: Visit) -> None:
         if any(v.appointment_id == visit.appointment_id for v in self.t.rows.values()):
-            raise Conflict("visit_exists", "该预约已有会见", "That appointment already has a visit")
+            raise conflicts.visit_exists()
         self.t.put_new(visit.id, visit)
 
     async def get(self, visit_id: str) -> Visit | None:
@@ -310,7 +304,7 @@ class MemoryCredentials(CredentialRepository):
 
     async def add(self, credential: VisitCredential) -> None:
         if any(c.token_hash == credential.token_hash for c in self.t.rows.values()):
-            raise Conflict("duplicate_token", "凭证重复", "Duplicate credential")
+            raise conflicts.duplicate_token()
         self.t.put_new(credential.id, credential)
 
     async def get_by_token_hash(self, token_hash: str) -> VisitCredential | None:

@@ -24,6 +24,7 @@ from .appointments import Appointment, Kiosk
 from .audit import AuditRecord
 from .credentials import VisitCredential
 from .detainees import Detainee
+from .errors import ChainContention, Conflict
 from .events import Event
 from .facilities import Facility
 from .notifications import Notice
@@ -242,3 +243,62 @@ class UnitOfWorkFactory(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self) -> UnitOfWork: ...
+
+
+class conflicts:  # noqa: N801 - a namespace of factories, read as conflicts.duplicate()
+    """The conflicts every adapter raises for the same broken rule, in one place
+    so the memory fake and the SQL adapter cannot drift apart."""
+
+    @staticmethod
+    def duplicate() -> Conflict:
+        return Conflict("duplicate", "记录已存在", "The record already exists")
+
+    @staticmethod
+    def missing() -> Conflict:
+        return Conflict("missing", "记录不存在", "The record does not exist")
+
+    @staticmethod
+    def stale_write() -> Conflict:
+        return Conflict(
+            "stale_write",
+            "数据已被他人修改，请刷新后重试",
+            "Someone else changed this; reload and retry",
+        )
+
+    @staticmethod
+    def integrity() -> Conflict:
+        return Conflict(
+            "integrity",
+            "数据关联不一致，请刷新后重试",
+            "The record refers to something that does not exist; reload and retry",
+        )
+
+    @staticmethod
+    def username_taken() -> Conflict:
+        return Conflict(
+            "username_taken", "用户名已被使用", "That username is taken", field="username"
+        )
+
+    @staticmethod
+    def duplicate_device_token() -> Conflict:
+        return Conflict("duplicate_device_token", "终端凭证重复", "Duplicate kiosk device token")
+
+    @staticmethod
+    def duplicate_number() -> Conflict:
+        return Conflict("duplicate_number", "申请编号重复", "Duplicate application number")
+
+    @staticmethod
+    def visit_exists() -> Conflict:
+        return Conflict("visit_exists", "该预约已有会见", "That appointment already has a visit")
+
+    @staticmethod
+    def duplicate_token() -> Conflict:
+        return Conflict("duplicate_token", "凭证重复", "Duplicate credential")
+
+    @staticmethod
+    def chain_contention() -> Conflict:
+        return ChainContention(
+            "audit_chain_contention",
+            "台账正被同时写入，请重试",
+            "Someone else extended the audit log at the same time; retry",
+        )

@@ -39,7 +39,7 @@ from ...appointments import Appointment, Kiosk
 from ...audit import AuditRecord, canonical_json, seal
 from ...credentials import VisitCredential
 from ...detainees import Detainee
-from ...errors import ChainContention, Conflict
+from ...errors import Conflict
 from ...events import Event
 from ...facilities import (
     Facility,
@@ -66,6 +66,7 @@ from ...repository import (
     UnitOfWork,
     UnitOfWorkFactory,
     VisitRepository,
+    conflicts,
 )
 from ...visits import EndReason, Visit, VisitKind, VisitState
 from ...workdays import CalendarOverride, Deadline
@@ -85,61 +86,19 @@ from .tables import (
     visits,
 )
 
-# --- conflicts ------------------------------------------------------------------------------
+# --- conflicts: the contract's vocabulary lives in sessions.repository -------------------
 
 ConflictFactory = Callable[[], Conflict]
-
-
-def _duplicate() -> Conflict:
-    return Conflict("duplicate", "记录已存在", "The record already exists")
-
-
-def _missing() -> Conflict:
-    return Conflict("missing", "记录不存在", "The record does not exist")
-
-
-def _stale() -> Conflict:
-    return Conflict(
-        "stale_write",
-        "数据已被他人修改，请刷新后重试",
-        "Someone else changed this; reload and retry",
-    )
-
-
-def _integrity() -> Conflict:
-    return Conflict(
-        "integrity",
-        "数据关联不一致，请刷新后重试",
-        "The record refers to something that does not exist; reload and retry",
-    )
-
-
-def _username_taken() -> Conflict:
-    return Conflict("username_taken", "用户名已被使用", "That username is taken", field="username")
-
-
-def _duplicate_device_token() -> Conflict:
-    return Conflict("duplicate_device_token", "终端凭证重复", "Duplicate kiosk device token")
-
-
-def _duplicate_number() -> Conflict:
-    return Conflict("duplicate_number", "申请编号重复", "Duplicate application number")
-
-
-def _visit_exists() -> Conflict:
-    return Conflict("visit_exists", "该预约已有会见", "That appointment already has a visit")
-
-
-def _duplicate_token() -> Conflict:
-    return Conflict("duplicate_token", "凭证重复", "Duplicate credential")
-
-
-def _chain_contention() -> Conflict:
-    return ChainContention(
-        "audit_chain_contention",
-        "台账正被同时写入，请重试",
-        "Someone else extended the audit log at the same time; retry",
-    )
+_duplicate = conflicts.duplicate
+_missing = conflicts.missing
+_stale = conflicts.stale_write
+_integrity = conflicts.integrity
+_username_taken = conflicts.username_taken
+_duplicate_device_token = conflicts.duplicate_device_token
+_duplicate_number = conflicts.duplicate_number
+_visit_exists = conflicts.visit_exists
+_duplicate_token = conflicts.duplicate_token
+_chain_contention = conflicts.chain_contention
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
