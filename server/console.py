@@ -316,6 +316,30 @@ async def application_page(request: web.Request) -> web.StreamResponse:
     return await _application_page(request, request.match_info["id"])
 
 
+@require_roles(Role.DUTY, Role.LEADER)
+async def watch_page(request: web.Request) -> web.StreamResponse:
+    """The duty officer's live view of one visit (the page talks to /ws/visit)."""
+    officer = _officer(request)
+    service = request.app[SERVICE]
+    try:
+        visit = await service.get_visit(request.match_info["visit_id"])
+        officer.require_facility(visit.facility_id)
+        if visit.application_id is None:
+            raise NotFound("visit_not_found", "会见不存在", "No such visit")
+        detail = await request.app[QUERIES].application(officer.id, visit.application_id)
+    except DomainError as failure:
+        return _error_page(request, failure)
+    application = detail.row.application
+    return await _page(
+        request,
+        "console/watch.html",
+        facility=detail.facility,
+        visit=visit,
+        visitors=[f"{v.name}（{v.relationship.label_zh}）" for v in application.visitors],
+        detainee_name=detail.row.detainee.name if detail.row.detainee else "",
+    )
+
+
 Action = Callable[[web.Request, Officer, str, FormData], Awaitable[str]]
 
 
@@ -744,6 +768,7 @@ def setup(app: web.Application) -> None:
             f"/console/applications/{{id}}/{name}", _action(role, act), name=f"console_{name}"
         )
     router.add_get("/console/photos/{ref:.+}", photo, name="console_photo")
+    router.add_get("/console/visits/{visit_id}", watch_page, name="console_watch")
     router.add_get("/console/ledger", ledger, name="console_ledger")
     router.add_get("/console/ledger.csv", ledger_csv, name="console_ledger_csv")
     router.add_get("/console/admin", admin_page, name="console_admin")

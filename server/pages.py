@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from sessions.errors import DomainError, Language
-from sessions.visits import Visit
+from sessions.errors import DomainError, Language, NotFound
+from sessions.visits import Visit, VisitState
 
 from .i18n import pick_language, translator
 from .keys import CLOCK, SERVICE, SETTINGS
@@ -103,7 +103,9 @@ async def visit_join(request: web.Request) -> web.Response:
             error=error.message(lang),
             **view,
         )
-    return _render(request, "visit_lobby.html", **view)
+    # The page keeps the code to say hello on the visit's WebSocket (and to
+    # rejoin after a network switch); it is no-store and same-origin only.
+    return _render(request, "visit_lobby.html", token=token, code=code, **view)
 
 
 async def kiosk(request: web.Request) -> web.Response:
@@ -119,10 +121,48 @@ async def kiosk(request: web.Request) -> web.Response:
             "detainee": item.detainee_name,
             "visitors": item.visitors,
             "state": item.visit.state.label_zh if item.visit else "",
+            "visit_id": item.visit.id if item.visit else None,
+            "open": bool(item.visit and item.visit.state is not VisitState.ENDED),
         }
         for item in day
     ]
-    return _render(request, "kiosk.html", kiosk=kiosk_, facility=facility, rows=rows)
+    return _render(
+        request,
+        "kiosk.html",
+        kiosk=kiosk_,
+        facility=facility,
+        rows=rows,
+        token=request.query["token"],
+    )
+
+
+async def kiosk_visit(request: web.Request) -> web.Response:
+    """The kiosk's page for one visit: only a visit booked on this kiosk."""
+    token = request.query.get("token", "")
+    service = request.app[SERVICE]
+    try:
+        kiosk_, _facility, day = await service.kiosk_day(token)
+    except DomainError as error:
+        return _error(request, error)
+    wanted = request.match_info["visit_id"]
+    slot = next((item for item in day if item.visit and item.visit.id == wanted), None)
+    if slot is None or slot.visit is None:
+        return _error(
+            request,
+            NotFound(
+                "visit_not_on_kiosk",
+                "该会见不在本终端今日的安排中",
+                "That visit is not on this kiosk today",
+            ),
+        )
+    return _render(
+        request,
+        "kiosk_room.html",
+        kiosk=kiosk_,
+        visit=slot.visit,
+        visitors=slot.visitors,
+        device_token=token,
+    )
 
 
 def setup_routes(app: web.Application) -> None:
@@ -130,3 +170,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v/{token}", visit_link, name="visit_link")
     app.router.add_post("/v/{token}", visit_join, name="visit_join")
     app.router.add_get("/kiosk", kiosk, name="kiosk")
+    app.router.add_get("/kiosk/visits/{visit_id}", kiosk_visit, name="kiosk_visit")
