@@ -22,9 +22,10 @@ from sessions.clock import Clock, SystemClock
 from sessions.passwords import Argon2Hasher
 from sessions.services import VisitGateService
 
-from . import api, console, health, notify, pages
+from . import api, console, health, live, notify, pages
 from . import public as public_pages
 from .keys import CLOCK, ENGINE, METRICS, REGISTRY, SERVICE, SETTINGS
+from .media import wiring as media_wiring
 from .metrics import Metrics
 from .secrets import FernetSealer, load_or_create_key
 from .settings import Settings
@@ -62,6 +63,8 @@ def create_app(
     api.setup(app)  # after auth: its error middleware sits inside the session one
     public_pages.setup(app)
     notify.setup(app)
+    live.setup(app)  # /ws/visit: live-visit signalling, its registry and sweeper
+    media_wiring.setup(app)  # a VisitMedia per live visit, ICE host addresses
     app.router.add_static("/static/", STATIC, name="static")
     return app
 
@@ -80,6 +83,7 @@ def _database(migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]
                 SqlUnitOfWorkFactory(engine),
                 app[CLOCK],
                 Argon2Hasher(),
+                publish=live.publisher(app),
                 sealer=FernetSealer(key),
             )
             yield

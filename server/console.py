@@ -83,6 +83,9 @@ EVENT_LABELS = {
     "visit.identity_check_started": "开始身份核验",
     "visit.went_live": "会见开始",
     "visit.ended": "会见结束",
+    "visit.warned": "民警提醒",
+    "visit.mute_changed": "静音变更",
+    "visit.chat_sent": "文字消息",
     "calendar.override_set": "设置工作日安排",
     "calendar.override_removed": "删除工作日安排",
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ _WORKERS = _Option("workers", "VISITGATE_WORKERS")
 _LANG = _Option("lang", "VISITGATE_LANG")
 _PUBLIC_URL = _Option("public_url", "VISITGATE_PUBLIC_URL")
 _SMS_GATEWAY_URL = _Option("sms_gateway_url", "VISITGATE_SMS_GATEWAY_URL")
+_ICE_HOSTS = _Option("ice_hosts", "VISITGATE_ICE_HOSTS")
 # Secrets come from the environment only: a flag would show up in `ps`.
 _SECRET_KEY = _Option("secret_key", "VISITGATE_SECRET_KEY")
 _SMS_GATEWAY_TOKEN = _Option("sms_gateway_token", "VISITGATE_SMS_GATEWAY_TOKEN")
@@ -142,6 +144,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         _PUBLIC_URL,
         "base URL used in printed and sent links (default: derived from host, port and TLS)",
         metavar="URL",
+    )
+    add(
+        _ICE_HOSTS,
+        "comma-separated IP addresses the media server offers as its ICE host candidates "
+        "(default: every address of this machine except loopback; tests use 127.0.0.1)",
+        metavar="IPS",
     )
     add(
         _SMS_GATEWAY_URL,
@@ -255,6 +263,8 @@ class Settings:
     #: Fernet key (urlsafe base64, 32 bytes); None means <data_dir>/secret.key.
     secret_key: str | None = field(default=None, repr=False)
     sms_gateway_url: str | None = None
+    #: The media server's own ICE host addresses; empty = aioice's scan of the interfaces.
+    ice_host_addresses: tuple[str, ...] = ()
     sms_gateway_token: str | None = field(default=None, repr=False)
 
     @property
@@ -354,6 +364,16 @@ class Settings:
                     'python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
                 ) from None
 
+        ice_raw = sources.raw(_ICE_HOSTS)
+        ice_hosts = () if ice_raw is None else _split_urls(ice_raw)
+        for address in ice_hosts:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise SettingsError(
+                    f"{_ICE_HOSTS.describe()}: {address!r} is not an IP address"
+                ) from None
+
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -368,6 +388,7 @@ class Settings:
             public_url=public_url,
             secret_key=secret_key,
             sms_gateway_url=sms_gateway_url,
+            ice_host_addresses=ice_hosts,
             sms_gateway_token=sources.text(_SMS_GATEWAY_TOKEN),
         )
 

@@ -56,6 +56,9 @@ class EventName(StrEnum):
     VISIT_IDENTITY_CHECK_STARTED = "visit.identity_check_started"
     VISIT_WENT_LIVE = "visit.went_live"
     VISIT_ENDED = "visit.ended"
+    VISIT_WARNED = "visit.warned"
+    VISIT_MUTE_CHANGED = "visit.mute_changed"
+    VISIT_CHAT_SENT = "visit.chat_sent"
     CALENDAR_OVERRIDE_SET = "calendar.override_set"
     CALENDAR_OVERRIDE_REMOVED = "calendar.override_removed"
 

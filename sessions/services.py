@@ -20,7 +20,14 @@ from .audit import ChainVerdict, verify_chain
 from .clock import Clock, ensure_aware
 from .credentials import IssuedSecrets, VisitCredential, new_token, token_digest
 from .detainees import Detainee, IneligibleReason
-from .errors import ChainContention, CredentialRejected, NotFound, RuleViolation, ValidationError
+from .errors import (
+    ChainContention,
+    CredentialRejected,
+    InvalidTransition,
+    NotFound,
+    RuleViolation,
+    ValidationError,
+)
 from .events import SYSTEM, Event, EventName, SubjectType, officer_actor
 from .facilities import Facility, FacilityKind, FacilityRules
 from .ids import application_number, new_id
@@ -39,6 +46,13 @@ ACTIVE_VISIT_STATES = frozenset(
     {VisitState.LOBBY, VisitState.CONNECTING, VisitState.IDENTITY_CHECK, VisitState.LIVE}
 )
 _CHAIN_RETRIES = 5
+#: Longest chat message and officer warning, in characters (after cleaning).
+CHAT_MAX_CHARS = 500
+WARNING_MAX_CHARS = 200
+#: The two sides of a visit: who can chat, who can be muted.
+VISIT_SIDES = frozenset({"relative", "kiosk"})
+#: Bidirectional-override characters: invisible, and able to make a message read backwards.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 async def _no_publish(events: Sequence[Event]) -> None:
@@ -833,6 +847,107 @@ class VisitGateService:
             await self.end_visit(v.id, EndReason.TIME_LIMIT, SYSTEM) for v in live if v.is_over(now)
         ]
 
+    # -- during the live visit -------------------------------------------------
+    async def _visit_action(
+        self,
+        visit_id: str,
+        make: Callable[[UnitOfWork, Visit, datetime], Awaitable[Event]],
+        officer_id: str | None = None,
+    ) -> Event:
+        """One audit event about a visit that does not change its state (a warning,
+        a mute, a chat line); an officer acting must be on duty at the visit's facility."""
+
+        async def work(uow: UnitOfWork, events: list[Event]) -> Event:
+            visit = await self._visit(uow, visit_id)
+            if officer_id is not None:
+                officer = await self._officer(uow, officer_id)
+                officer.require(Role.DUTY)
+                officer.require_facility(visit.facility_id)
+            if visit.state not in ACTIVE_VISIT_STATES:
+                raise InvalidTransition(
+                    "visit_not_active",
+                    "会见未在进行中，不能执行此操作",
+                    "The visit is not in progress",
+                )
+            event = await make(uow, visit, self.clock.now())
+            events.append(event)
+            return event
+
+        return await self._transaction(work)
+
+    async def warn(self, officer_id: str, visit_id: str, text: str) -> Event:
+        """The duty officer's warning, shown on both screens."""
+        body = visit_text(text, WARNING_MAX_CHARS, "text")
+
+        async def make(uow: UnitOfWork, visit: Visit, now: datetime) -> Event:
+            return _visit_event(
+                visit, EventName.VISIT_WARNED, officer_actor(officer_id), now, text=body
+            )
+
+        return await self._visit_action(visit_id, make, officer_id)
+
+    async def set_muted(self, officer_id: str, visit_id: str, side: str, muted: bool) -> Event:
+        """Mute or unmute one side's audio; the media plane applies it."""
+        if side not in VISIT_SIDES:
+            raise ValidationError(
+                "side_unknown", "只能静音家属或终端一方", "Only relative or kiosk", field="side"
+            )
+
+        async def make(uow: UnitOfWork, visit: Visit, now: datetime) -> Event:
+            return _visit_event(
+                visit,
+                EventName.VISIT_MUTE_CHANGED,
+                officer_actor(officer_id),
+                now,
+                side=side,
+                muted=bool(muted),
+            )
+
+        return await self._visit_action(visit_id, make, officer_id)
+
+    async def chat(self, visit_id: str, sender_role: str, text: str) -> Event:
+        """A text line between the relative and the kiosk while the visit is live.
+        Lawyer meetings are not monitored: only the fact and length are kept."""
+        if sender_role not in VISIT_SIDES:
+            raise ValidationError(
+                "sender_unknown", "只有家属和终端可以发送消息", "Only relative or kiosk may chat"
+            )
+        body = visit_text(text, CHAT_MAX_CHARS, "text")
+
+        async def make(uow: UnitOfWork, visit: Visit, now: datetime) -> Event:
+            if visit.state is not VisitState.LIVE:
+                raise InvalidTransition(
+                    "chat_not_live",
+                    "会见尚未开始，暂不能发送消息",
+                    "Messages can be sent once the visit is live",
+                )
+            if sender_role == "kiosk":
+                actor = f"kiosk:{visit.kiosk_id}"
+            else:
+                credentials = await uow.credentials.for_visit(visit.id)
+                actor = f"relative:{credentials[0].id}" if credentials else "relative"
+            if visit.recorded:
+                return _visit_event(
+                    visit, EventName.VISIT_CHAT_SENT, actor, now, sender=sender_role, text=body
+                )
+            return _visit_event(
+                visit, EventName.VISIT_CHAT_SENT, actor, now, sender=sender_role, length=len(body)
+            )
+
+        event = await self._visit_action(visit_id, make)
+        if "text" not in event.data:
+            # The sockets still need the words; the ledger does not keep them.
+            return Event(
+                event.name,
+                event.subject_type,
+                event.subject_id,
+                event.actor,
+                event.at,
+                event.facility_id,
+                {**event.data, "text": body},
+            )
+        return event
+
     async def get_visit(self, visit_id: str) -> Visit:
         async with self.uow() as uow:
             return await self._visit(uow, visit_id)
@@ -884,6 +999,34 @@ class VisitGateService:
         async with self.uow() as uow:
             records = await uow.audit.records()
         return verify_chain(records)
+
+
+def visit_text(raw: str, limit: int, field_name: str) -> str:
+    """Text typed during a visit, made safe to store and show: control and
+    bidi-override characters removed (newlines kept), trimmed, non-empty and at
+    most ``limit`` characters. Clients render it as text, never as HTML."""
+    cleaned = "".join(
+        ch
+        for ch in str(raw)
+        if ch == "\n" or (ch >= " " and ch != "\x7f" and not "\x80" <= ch <= "\x9f")
+        if ch not in _BIDI_CONTROLS
+    ).strip()
+    if not cleaned:
+        raise ValidationError("text_empty", "内容不能为空", "The text is empty", field=field_name)
+    if len(cleaned) > limit:
+        raise ValidationError(
+            "text_too_long",
+            f"内容过长（不超过{limit}个字）",
+            f"The text is too long (at most {limit} characters)",
+            field=field_name,
+        )
+    return cleaned
+
+
+def _visit_event(visit: Visit, name: EventName, actor: str, at: datetime, **data: object) -> Event:
+    return Event.of(
+        name, SubjectType.VISIT, visit.id, actor=actor, at=at, facility_id=visit.facility_id, **data
+    )
 
 
 def today_in(facility: Facility, clock: Clock) -> date:

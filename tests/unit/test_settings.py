@@ -70,6 +70,7 @@ def test_settings_are_immutable() -> None:
 def test_every_flag_defaults_to_none_so_the_environment_can_apply() -> None:
     flags = parse_flags()
     assert set(flags) == {
+        "ice_hosts",
         "sms_gateway_url",
         "data_dir",
         "database_url",
@@ -296,3 +297,10 @@ def test_the_secret_key_and_sms_token_come_from_the_environment_and_stay_out_of_
 def test_a_malformed_secret_key_is_refused_naming_its_variable(bad: str) -> None:
     with pytest.raises(SettingsError, match="VISITGATE_SECRET_KEY"):
         build(environ={"VISITGATE_SECRET_KEY": bad})
+
+
+def test_ice_host_addresses_must_be_ip_addresses() -> None:
+    assert build(args={"ice_hosts": "127.0.0.1, ::1"}).ice_host_addresses == ("127.0.0.1", "::1")
+    assert build().ice_host_addresses == ()
+    with pytest.raises(SettingsError, match="VISITGATE_ICE_HOSTS"):
+        build(environ={"VISITGATE_ICE_HOSTS": "media.example.org"})

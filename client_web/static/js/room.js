@@ -11,6 +11,7 @@ const hello =
     : { role, token: root.dataset.token, code: root.dataset.code };
 const client = new VisitClient(hello, { send: true });
 const MEDIA_STATES = new Set(["connecting", "identity_check", "live"]);
+const SENDERS = { relative: "家属", kiosk: "被会见人" };
 let remainingAt = null;
 let stopMeter = () => {};
 
@@ -37,14 +38,16 @@ setInterval(() => {
 
 client.addEventListener("welcome", (e) => setState(e.detail.visit || e.detail));
 client.addEventListener("state", (e) => setState(e.detail));
-client.addEventListener("tick", (e) => setState(e.detail));
+client.addEventListener("tick", (e) => {
+  remainingAt = { seconds: e.detail.remaining_seconds, at: performance.now() };
+});
 client.addEventListener("track", (e) => {
   const video = $("[data-remote]");
   if (e.detail.track.kind === "video" || !video.srcObject) {
     video.srcObject = e.detail.streams[0] || new MediaStream([e.detail.track]);
   }
 });
-client.addEventListener("chat", (e) => appendChat($("[data-chat-list]"), e.detail.from_label || e.detail.from, e.detail.text));
+client.addEventListener("chat", (e) => appendChat($("[data-chat-list]"), SENDERS[e.detail.sender] || e.detail.sender, e.detail.text));
 client.addEventListener("warning", (e) => show("[data-warning]", e.detail.text || e.detail.message));
 client.addEventListener("time_warning", (e) => show("[data-warning]", e.detail.message));
 client.addEventListener("muted", (e) => {

@@ -6,6 +6,7 @@ const $ = (sel) => root.querySelector(sel);
 const client = new VisitClient({ role: "officer", visit_id: root.dataset.visitId }, { send: false });
 // Receive order is fixed by the protocol: relative audio+video, then kiosk audio+video.
 const RECEIVE = ["audio", "video", "audio", "video"];
+const SENDERS = { relative: "家属", kiosk: "被会见人" };
 let remainingAt = null;
 
 function show(selector, text) {
@@ -33,7 +34,9 @@ setInterval(() => {
 
 client.addEventListener("welcome", (e) => setState(e.detail.visit || e.detail));
 client.addEventListener("state", (e) => setState(e.detail));
-client.addEventListener("tick", (e) => setState(e.detail));
+client.addEventListener("tick", (e) => {
+  remainingAt = { seconds: e.detail.remaining_seconds, at: performance.now() };
+});
 client.addEventListener("track", (e) => {
   const index = client.pc.getTransceivers().indexOf(e.detail.transceiver);
   const video = $(index < 2 ? "[data-relative]" : "[data-kiosk]");
@@ -41,7 +44,7 @@ client.addEventListener("track", (e) => {
   stream.addTrack(e.detail.track);
   video.srcObject = stream;
 });
-client.addEventListener("chat", (e) => appendChat($("[data-chat-list]"), e.detail.from_label || e.detail.from, e.detail.text));
+client.addEventListener("chat", (e) => appendChat($("[data-chat-list]"), SENDERS[e.detail.sender] || e.detail.sender, e.detail.text));
 client.addEventListener("warning", (e) => appendChat($("[data-chat-list]"), "民警提醒", e.detail.text));
 client.addEventListener("muted", (e) => show(`[data-muted-${e.detail.side}]`, e.detail.muted ? "已静音" : ""));
 client.addEventListener("ended", (e) => {

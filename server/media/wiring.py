@@ -1,0 +1,41 @@
+"""Plugging the media plane into the app: the ICE host addresses from settings
+and a ``VisitMedia`` per live visit for the signalling layer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiortc import RTCIceServer
+
+from sessions.visits import Visit
+
+from ..keys import SETTINGS
+from ..live.ports import provide_media
+from ..settings import IceServer
+from . import hooks
+from .peers import VisitMedia
+
+
+def rtc_ice_servers(servers: tuple[IceServer, ...]) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+        for s in servers
+    ]
+
+
+def setup(app: web.Application) -> None:
+    ice_servers = rtc_ice_servers(app[SETTINGS].ice_servers)
+
+    def factory(visit: Visit) -> VisitMedia:
+        return VisitMedia(visit.id, ice_servers=ice_servers)
+
+    provide_media(app, factory)
+
+    async def host_addresses(app: web.Application) -> AsyncIterator[None]:
+        addresses = app[SETTINGS].ice_host_addresses
+        hooks.set_host_addresses(list(addresses) if addresses else None)
+        yield
+        hooks.set_host_addresses(None)
+
+    app.cleanup_ctx.append(host_addresses)
