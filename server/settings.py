@@ -51,6 +51,8 @@ class IceServer:
     urls: tuple[str, ...]
     username: str | None = None
     credential: str | None = field(default=None, repr=False)  # keep secrets out of logs
+    #: coturn ``static-auth-secret``: credentials are minted per participant (server/ice.py).
+    shared_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ _STUN = _Option("stun", "VISITGATE_STUN")
 _TURN = _Option("turn", "VISITGATE_TURN")
 _TURN_USERNAME = _Option("turn_username", "VISITGATE_TURN_USERNAME")
 _TURN_PASSWORD = _Option("turn_password", "VISITGATE_TURN_PASSWORD")
+#: coturn's use-auth-secret: short-lived TURN credentials minted per participant.
+_TURN_SECRET = _Option("turn_secret", "VISITGATE_TURN_SECRET")
 _WORKERS = _Option("workers", "VISITGATE_WORKERS")
 _LANG = _Option("lang", "VISITGATE_LANG")
 _PUBLIC_URL = _Option("public_url", "VISITGATE_PUBLIC_URL")
@@ -416,10 +420,14 @@ class Settings:
         _check_schemes(_TURN, turn_urls, TURN_SCHEMES)
         username = sources.text(_TURN_USERNAME)
         password = sources.text(_TURN_PASSWORD)
-        if turn_urls:
+        secret = sources.text(_TURN_SECRET)
+        if turn_urls and secret is not None:
+            servers.append(IceServer(urls=turn_urls, shared_secret=secret))
+        elif turn_urls:
             if username is None or password is None:
                 raise SettingsError(
-                    f"TURN servers need credentials: set {_TURN_USERNAME.describe()} and "
+                    f"TURN servers need credentials: set {_TURN_SECRET.env} (coturn "
+                    f"use-auth-secret, preferred) or {_TURN_USERNAME.describe()} and "
                     f"{_TURN_PASSWORD.describe()} (given with {_TURN.describe()})"
                 )
             servers.append(IceServer(urls=turn_urls, username=username, credential=password))

@@ -29,6 +29,7 @@ from sessions.visits import VisitState
 
 from ..auth import current_officer
 from ..i18n import pick_language
+from ..ice import ice_servers_for
 from ..keys import SETTINGS
 from .handlers import CommandContext
 from .protocol import (
@@ -242,14 +243,9 @@ class Connection:
                 version=PROTOCOL_VERSION,
                 role=self.role,
                 participant_id=self.key,
-                ice_servers=[
-                    {
-                        "urls": list(server.urls),
-                        **({"username": server.username} if server.username else {}),
-                        **({"credential": server.credential} if server.credential else {}),
-                    }
-                    for server in settings.ice_servers
-                ],
+                ice_servers=ice_servers_for(
+                    settings.ice_servers, f"{self.key}@{room.visit_id}", self.registry.clock.now()
+                ),
                 visit=snapshot,
             )
         )

@@ -4,31 +4,32 @@ and a ``VisitMedia`` per live visit for the signalling layer."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from aiohttp import web
 from aiortc import RTCIceServer
 
 from sessions.visits import Visit
 
-from ..keys import SETTINGS
+from ..ice import ice_servers_for
+from ..keys import CLOCK, SETTINGS
 from ..live.ports import provide_media
 from ..settings import IceServer
 from . import hooks
 from .peers import VisitMedia
 
 
-def rtc_ice_servers(servers: tuple[IceServer, ...]) -> list[RTCIceServer]:
+def rtc_ice_servers(servers: tuple[IceServer, ...], now: datetime) -> list[RTCIceServer]:
     return [
-        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-        for s in servers
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers_for(servers, "server", now)
     ]
 
 
 def setup(app: web.Application) -> None:
-    ice_servers = rtc_ice_servers(app[SETTINGS].ice_servers)
-
     def factory(visit: Visit) -> VisitMedia:
-        return VisitMedia(visit.id, ice_servers=ice_servers)
+        now = app[CLOCK].now()
+        return VisitMedia(visit.id, ice_servers=rtc_ice_servers(app[SETTINGS].ice_servers, now))
 
     provide_media(app, factory)
 
