@@ -282,7 +282,7 @@ class VisitGateService:
             )
         return officer
 
-    _dummy: str | None = None
+    _dummy: str | None = field(default=None, init=False, repr=False)
 
     async def _dummy_hash(self) -> str:
         if self._dummy is None:
