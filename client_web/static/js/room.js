@@ -10,6 +10,7 @@ const hello =
     ? { role, device_token: root.dataset.deviceToken, visit_id: root.dataset.visitId }
     : { role, token: root.dataset.token, code: root.dataset.code };
 const client = new VisitClient(hello, { send: true });
+window.__visit = client; // for the end-to-end tests: getStats() on client.pc
 const MEDIA_STATES = new Set(["connecting", "identity_check", "live"]);
 const SENDERS = { relative: "家属", kiosk: "被会见人" };
 let remainingAt = null;
@@ -22,6 +23,9 @@ function show(selector, text) {
 
 function setState(frame) {
   if (frame.state_label) show("[data-state]", frame.state_label);
+  // "Waiting for the officer" only while waiting.
+  const note = $("[data-lobby-note]");
+  if (note && frame.state) note.hidden = !["scheduled", "lobby"].includes(frame.state);
   if (typeof frame.remaining_seconds === "number" && frame.state === "live") {
     remainingAt = { seconds: frame.remaining_seconds, at: performance.now() };
   }
@@ -54,8 +58,11 @@ client.addEventListener("muted", (e) => {
   if (e.detail.side === role) show("[data-muted]", e.detail.muted ? "您已被民警静音" : "");
 });
 client.addEventListener("ended", (e) => {
-  show("[data-ended]", e.detail.message || e.detail.reason_label || "会见已结束");
-  root.classList.add("ended");
+  setState(e.detail); // the ended frame carries the state fields: the label reads 已结束
+  const why = e.detail.message || e.detail.reason_label || "会见已结束";
+  show("[data-ended]", e.detail.note ? `${why}：${e.detail.note}` : why);
+  // Not "ended": site.css styles .ended as the red end message, which coloured the whole room.
+  root.classList.add("visit-over");
   remainingAt = null;
   stopMeter();
   if (client.localStream) client.localStream.getTracks().forEach((t) => t.stop());

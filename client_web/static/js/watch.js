@@ -4,6 +4,7 @@ import { VisitClient, appendChat, formatRemaining } from "./visit-client.js";
 const root = document.querySelector("[data-watch]");
 const $ = (sel) => root.querySelector(sel);
 const client = new VisitClient({ role: "officer", visit_id: root.dataset.visitId }, { send: false });
+window.__visit = client; // for the end-to-end tests: getStats() on client.pc
 // Receive order is fixed by the protocol: relative audio+video, then kiosk audio+video.
 const RECEIVE = ["audio", "video", "audio", "video"];
 const SENDERS = { relative: "家属", kiosk: "被会见人" };
@@ -48,6 +49,7 @@ client.addEventListener("chat", (e) => appendChat($("[data-chat-list]"), SENDERS
 client.addEventListener("warning", (e) => appendChat($("[data-chat-list]"), "民警提醒", e.detail.text));
 client.addEventListener("muted", (e) => show(`[data-muted-${e.detail.side}]`, e.detail.muted ? "已静音" : ""));
 client.addEventListener("ended", (e) => {
+  setState(e.detail); // the ended frame carries the state fields: the label reads 已结束
   show("[data-ended]", e.detail.message || "会见已结束");
   remainingAt = null;
   for (const button of root.querySelectorAll("button")) button.disabled = true;
@@ -62,6 +64,15 @@ async function act(type, body = {}) {
     show("[data-error]", frame.message);
   }
 }
+
+// Videos start muted (browsers only autoplay muted media); listening is the officer's click.
+root.querySelector("[data-listen]")?.addEventListener("click", (event) => {
+  const button = event.currentTarget;
+  const listening = button.getAttribute("aria-pressed") !== "true";
+  button.setAttribute("aria-pressed", String(listening));
+  button.textContent = listening ? "关闭监听" : "开启监听";
+  for (const video of root.querySelectorAll("video")) video.muted = !listening;
+});
 
 root.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
