@@ -86,6 +86,8 @@ EVENT_LABELS = {
     "visit.warned": "民警提醒",
     "visit.mute_changed": "静音变更",
     "visit.chat_sent": "文字消息",
+    "visit.identity_checked": "人脸身份核验",
+    "visit.face_alert": "陌生人脸告警",
     "calendar.override_set": "设置工作日安排",
     "calendar.override_removed": "删除工作日安排",
 }

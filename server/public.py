@@ -4,9 +4,11 @@
 The browser gets hints (required fields, patterns, accepted file types); the
 server is the judge. Every field error comes from the domain's validators and
 is shown next to its field. Photos are read from a streamed multipart body
-with a hard per-file limit, checked by content, and stored only once every
-field is valid; if the service then refuses the application they are deleted
-again, so nothing is stored half-way.
+with a hard per-file limit, checked by content and enrolled (exactly one face,
+big and sharp enough; the dlib work runs in a thread, never on the event loop,
+and its 128-d encoding goes into the ``Visitor``). They are stored only once
+every field of every visitor is valid; if the service then refuses the
+application they are deleted again, so nothing is stored half-way.
 
 CSRF: a double-submit cookie (``csrf_public``, HttpOnly, SameSite=Strict) whose
 value must come back in the form's hidden ``csrf`` field.
@@ -266,6 +268,7 @@ async def _check_visitor(
 ) -> Visitor | None:
     prefix = f"visitors.{index}."
     raw = {name: form.fields.get(prefix + name, "") for name in VISITOR_TEXT_FIELDS}
+    encoding: bytes | None = None
     checks = (
         lambda: validate_name(raw["name"], field=prefix + "name"),
         lambda: validate_id_number(raw["id_number"], today=today, field=prefix + "id_number"),
@@ -292,6 +295,9 @@ async def _check_visitor(
     else:
         try:
             await store.check(form.photos[index])
+            # Only a readable photo is enrolled; its face errors (none, several,
+            # too small, blurred) are shown next to the photo like any other.
+            encoding = await store.enrol(form.photos[index], photo_field)
         except ValidationError as error:
             errors.add(error, photo_field)
     if errors.has(prefix):
@@ -305,6 +311,7 @@ async def _check_visitor(
             id_photo_ref="pending",
             today=today,
             prefix=prefix,
+            face_encoding=encoding,
         )
     except ValidationError as error:
         errors.add(error)
@@ -430,8 +437,9 @@ async def apply_submit(request: web.Request) -> web.StreamResponse:
                     phone=form.fields.get(f"visitors.{index}.phone", ""),
                     relationship=form.fields.get(f"visitors.{index}.relationship", ""),
                     id_photo_ref=ref,
+                    face_encoding=visitor.face_encoding,
                 )
-                for index, ref in zip(included, refs, strict=True)
+                for index, ref, visitor in zip(included, refs, visitors, strict=True)
             ],
             reason=form.fields.get("reason", ""),
             reason_detail=detail,

@@ -1,5 +1,6 @@
-"""ID-card photos uploaded by relatives: checked by content, re-encoded without
-metadata, stored under the data directory (never under a served path).
+"""ID-card photos uploaded by relatives: checked by content, enrolled (the one
+face's 128-d encoding, ``recognition.enrolment``), re-encoded without metadata,
+stored under the data directory (never under a served path).
 
 A photo is referred to by ``"<facility_id>/<uuid4hex>.jpg|png"``; only that
 exact shape maps back to a file, so a stored reference can never point
@@ -21,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image, ImageOps
 
+from recognition.enrolment import enrol
 from sessions.errors import ValidationError
 
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
@@ -119,9 +121,18 @@ def _reencode(data: bytes) -> tuple[bytes, str]:
     return out.getvalue(), "jpg"
 
 
-#: Decoding a large photo takes up to ~200 MB and a good share of a core; at
-#: most this many decode at once per process, the others wait their turn.
+#: Decoding a large photo takes up to ~200 MB and a good share of a core (and
+#: enrolling it 0.1–1 s of one); at most this many decode or enrol at once per
+#: process, the others wait their turn.
 CONCURRENT_DECODES = 2
+
+
+def enrol_face(data: bytes, field: str | None = None) -> bytes:
+    """The stored form (1024 bytes) of the one face on an ID-card photo that
+    passed ``check_image``, or ``ValidationError`` (``no_face``,
+    ``several_faces``, ``face_too_small``, ``too_blurred``) with ``field`` set.
+    CPU-bound (dlib): call it through ``PhotoStore.enrol``."""
+    return enrol(data, field=field).encoding_bytes()
 
 
 class PhotoStore:
@@ -142,6 +153,12 @@ class PhotoStore:
         """``check_image`` in a worker thread, a bounded number at a time."""
         async with self._decoding:
             return await asyncio.to_thread(self.check_image, data)
+
+    async def enrol(self, data: bytes, field: str | None = None) -> bytes:
+        """``enrol_face`` in a worker thread, sharing the decode limit: dlib
+        releases the GIL, so the event loop keeps serving meanwhile."""
+        async with self._decoding:
+            return await asyncio.to_thread(enrol_face, data, field)
 
     # -- storing ------------------------------------------------------------------
     async def save(self, facility_id: str, data: bytes) -> str:

@@ -150,6 +150,10 @@ class Visitor:
     relationship: Relationship
     #: Where the uploaded ID-card photo is stored; its face is the enrolment.
     id_photo_ref: str
+    #: The enrolment of that face: 128 little-endian float64 (1024 bytes, see
+    #: ``recognition.enrolment.encoding_to_bytes``), computed once at upload and
+    #: never per frame. ``None`` for records made before enrolment existed.
+    face_encoding: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def validated(
@@ -162,6 +166,7 @@ class Visitor:
         id_photo_ref: str,
         today: date,
         prefix: str = "",
+        face_encoding: bytes | None = None,
     ) -> Visitor:
         if not id_photo_ref:
             raise ValidationError(
@@ -176,6 +181,7 @@ class Visitor:
             phone=validate_phone(phone, field=f"{prefix}phone"),
             relationship=parse_relationship(relationship, field=f"{prefix}relationship"),
             id_photo_ref=id_photo_ref,
+            face_encoding=face_encoding,
         )
 
 

@@ -59,11 +59,16 @@ class EventName(StrEnum):
     VISIT_WARNED = "visit.warned"
     VISIT_MUTE_CHANGED = "visit.mute_changed"
     VISIT_CHAT_SENT = "visit.chat_sent"
+    VISIT_IDENTITY_CHECKED = "visit.identity_checked"
+    VISIT_FACE_ALERT = "visit.face_alert"
     CALENDAR_OVERRIDE_SET = "calendar.override_set"
     CALENDAR_OVERRIDE_REMOVED = "calendar.override_removed"
 
 
 SYSTEM = "system"
+#: The automatic identity gate (ID card + live face) and the unexpected-face watch.
+FACE_GATE = "system:face_gate"
+FACE_WATCH = "system:face_watch"
 
 
 def officer_actor(officer_id: str) -> str:

@@ -94,6 +94,18 @@ class Peer(Protocol):
     def finish(self, code: int) -> None: ...
 
 
+class RoomWatcher(Protocol):
+    """Told about a room's media and state (the face checks, ``server.recognition_live``)."""
+
+    def room_changed(self, room: LiveVisit) -> None:
+        """The room got its media session or a newer visit state; must not block."""
+        ...
+
+    async def room_closing(self, room: LiveVisit) -> None:
+        """The room is closing: stop everything started for it (before its media closes)."""
+        ...
+
+
 class LiveVisit:
     def __init__(self, visit_id: str, registry: LiveRegistry) -> None:
         self.visit_id = visit_id
@@ -130,7 +142,18 @@ class LiveVisit:
                 self._run_countdown(), name=f"visit-{visit.id}-countdown"
             )
             self._countdown.add_done_callback(_log_failure)
-        return before is not visit.state
+        changed = before is not visit.state
+        if changed and not self.closed:
+            self._watched()
+        return changed
+
+    def _watched(self) -> None:
+        watcher = self._registry.watcher
+        if watcher is not None:
+            try:
+                watcher.room_changed(self)
+            except Exception:
+                log.exception("visit %s: room watcher failed", self.visit_id)
 
     def snapshot(self, lang: Language) -> dict[str, Any]:
         visit = self.visit
@@ -197,11 +220,15 @@ class LiveVisit:
         *,
         skip: Peer | None = None,
         officers: bool = True,
+        roles: frozenset[str] | None = None,
     ) -> None:
-        """Queue a frame on every socket of the visit (built once per language); never awaits."""
+        """Queue a frame on every socket of the visit (built once per language), or
+        only on those whose role is in ``roles``; never awaits."""
         built: dict[Language, Frame] = {}
         for peer in list(self.peers.values()):
             if peer is skip or (not officers and peer.role == "officer"):
+                continue
+            if roles is not None and peer.role not in roles:
                 continue
             if peer.lang not in built:
                 built[peer.lang] = build(peer.lang)
@@ -243,6 +270,7 @@ class LiveVisit:
             for side in SIDE_NAMES:
                 if self.muted[side]:
                     self.media.set_muted(side, True)
+            self._watched()
         return self.media
 
     def stop_media(self) -> None:
@@ -282,6 +310,12 @@ class LiveVisit:
         if code is not None:
             for peer in list(self.peers.values()):
                 peer.finish(code)
+        watcher = self._registry.watcher
+        if watcher is not None:
+            try:
+                await watcher.room_closing(self)
+            except Exception:
+                log.exception("visit %s: room watcher failed to stop", self.visit_id)
         task, self._countdown = self._countdown, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -325,6 +359,8 @@ class LiveRegistry:
         self._all_gone: asyncio.Event | None = None
         self._service: VisitGateService | None = None
         self.media_factory: MediaFactory | None = None
+        #: The face checks, when the app has them (``server.recognition_live``).
+        self.watcher: RoomWatcher | None = None
 
     def bind(self, service: VisitGateService, media_factory: MediaFactory | None) -> None:
         self._service = service

@@ -53,6 +53,7 @@ class ApplicationUseCases(SetupUseCases):
                     phone=v.phone,
                     relationship=v.relationship,
                     id_photo_ref=v.id_photo_ref,
+                    face_encoding=v.face_encoding,
                     today=today,
                     prefix=f"visitors.{i}.",
                 )

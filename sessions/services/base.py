@@ -57,6 +57,8 @@ class VisitorInput:
     phone: str
     relationship: str
     id_photo_ref: str
+    #: The enrolment of the photo's face (``recognition.enrolment``), 1024 bytes.
+    face_encoding: bytes | None = None
 
 
 @dataclass(frozen=True)

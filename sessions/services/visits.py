@@ -3,18 +3,20 @@ admission, warnings, mute, chat, the cut and the time limit, and the ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from ..applications import Application
 from ..appointments import Appointment, Kiosk
 from ..audit import ChainVerdict, verify_chain
 from ..credentials import VisitCredential, token_digest
 from ..errors import (
     CredentialRejected,
     InvalidTransition,
+    NotFound,
     ValidationError,
 )
-from ..events import SYSTEM, Event, EventName, officer_actor
+from ..events import FACE_GATE, FACE_WATCH, SYSTEM, Event, EventName, officer_actor
 from ..facilities import Facility
 from ..officers import Role
 from ..repository import UnitOfWork
@@ -137,6 +139,54 @@ class VisitUseCases(SchedulingUseCases):
             await self.end_visit(v.id, EndReason.TIME_LIMIT, SYSTEM) for v in live if v.is_over(now)
         ]
 
+    # -- face checks ---------------------------------------------------------------
+    async def record_identity_result(
+        self, visit_id: str, *, passed: bool, persons: Sequence[Mapping[str, object]]
+    ) -> Visit:
+        """The automatic gate's decision (``visit.identity_checked``, with each
+        person's distances); a pass takes a visit still in identity_check live in
+        the same transaction. The officer's ``admit`` remains the override."""
+
+        async def work(uow: UnitOfWork, events: list[Event]) -> Visit:
+            visit = await self._visit(uow, visit_id)
+            if visit.state is not VisitState.IDENTITY_CHECK:
+                raise InvalidTransition(
+                    "identity_not_checking",
+                    "会见不在身份核验阶段",
+                    "The visit is not in its identity check",
+                )
+            now = self.clock.now()
+            events.append(
+                _visit_event(
+                    visit,
+                    EventName.VISIT_IDENTITY_CHECKED,
+                    FACE_GATE,
+                    now,
+                    passed=passed,
+                    persons=list(persons),
+                )
+            )
+            if passed:
+                visit.go_live(FACE_GATE, now)
+                await uow.visits.update(visit)
+                events.extend(visit.events)
+            return visit
+
+        return await self._transaction(work)
+
+    async def raise_face_alert(self, visit_id: str, side: str, **details: object) -> Event:
+        """An unexpected face agreed over several samples (``visit.face_alert``):
+        the box, the votes and the distances; never the picture itself."""
+        if side not in VISIT_SIDES:
+            raise ValidationError("side_unknown", "未知的一方", "Unknown side", field="side")
+
+        async def make(uow: UnitOfWork, visit: Visit, now: datetime) -> Event:
+            return _visit_event(
+                visit, EventName.VISIT_FACE_ALERT, FACE_WATCH, now, side=side, **details
+            )
+
+        return await self._visit_action(visit_id, make)
+
     # -- during the live visit -------------------------------------------------
     async def _visit_action(
         self,
@@ -258,6 +308,18 @@ class VisitUseCases(SchedulingUseCases):
             appointment = await uow.appointments.get(visit.appointment_id)
         assert appointment is not None
         return facility, appointment
+
+    async def visit_application(self, visit: Visit) -> tuple[Facility, Application]:
+        """The visit's facility and its application (whose visitors are the approved
+        people on the relative's side)."""
+        async with self.uow() as uow:
+            facility = await self._facility(uow, visit.facility_id)
+            appointment = await uow.appointments.get(visit.appointment_id)
+            assert appointment is not None
+            application = await uow.applications.get(appointment.application_id)
+        if application is None:
+            raise NotFound("application_not_found", "申请不存在", "No such application")
+        return facility, application
 
     async def kiosk_day(self, token: str) -> tuple[Kiosk, Facility, list[KioskSlot]]:
         """What a kiosk shows: today's appointments on it, who is calling, their state."""

@@ -9,6 +9,7 @@ import re
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
@@ -16,6 +17,8 @@ from aiohttp.web import Application, Request
 from PIL import ExifTags, Image
 from pytest_aiohttp.plugin import AiohttpClient
 
+from recognition.enrolment import enrol
+from recognition.models import distance
 from server.app import create_app
 from server.demo import DemoSeed, demo_id_number, seed
 from server.keys import SERVICE
@@ -65,8 +68,11 @@ def _service(client: TestClient) -> VisitGateService:
 
 
 def _photo_with_gps_exif() -> bytes:
-    """biden_1.jpg re-saved with GPS coordinates and an orientation tag."""
-    image = Image.open(face("biden_1.jpg"))
+    """biden_1.jpg stored sideways (as a phone does) with an orientation tag
+    that turns it upright again, and GPS coordinates."""
+    # ROTATE_90 turns it counter-clockwise; orientation 6 tells viewers to turn
+    # it back clockwise, so the face is upright only if the tag is applied.
+    image = Image.open(face("biden_1.jpg")).transpose(Image.Transpose.ROTATE_90)
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6  # rotate 90° to display upright
     exif[ExifTags.Base.Make] = "TestPhone"
@@ -209,8 +215,17 @@ async def test_a_valid_application_stores_a_clean_photo_outside_static(
         assert not image.getexif()
         assert "exif" not in image.info
         image.load()
-        # The EXIF orientation was applied before it was dropped: portrait became landscape.
-        assert image.size == (2204, 970)
+        # The EXIF orientation was applied before it was dropped: the sideways
+        # (landscape) pixels are the upright portrait again.
+        assert image.size == (970, 2204)
+
+    # Each visitor's face was enrolled at upload and stored with the person, in order.
+    applicant, second = application.visitors
+    assert applicant.face_encoding is not None and len(applicant.face_encoding) == 1024
+    assert second.face_encoding is not None and len(second.face_encoding) == 1024
+    biden_2 = enrol(face("biden_2.jpg").read_bytes()).encoding
+    assert distance(np.frombuffer(applicant.face_encoding, dtype="<f8"), biden_2) < 0.6
+    assert distance(np.frombuffer(second.face_encoding, dtype="<f8"), biden_2) > 0.6  # Obama
 
     for path in (
         f"/static/{application.applicant.id_photo_ref}",
@@ -286,6 +301,40 @@ async def test_a_photo_over_8_mib_is_refused_while_streaming(
     assert _error_next_to(html, "visitors.0.id_photo") == "照片不能超过8MB，请压缩后重新上传"
     # The fields after the oversized photo were still read and judged.
     assert _error_next_to(html, "visitors.0.id_number").startswith("身份证号码")
+    assert await _applications(client) == before
+    assert _stored_photos(settings) == []
+
+
+def _gradient_jpeg() -> PhotoFile:
+    """A smooth grey ramp: a valid 900×600 photo with no face in it."""
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((900, 600)).convert("RGB").save(out, format="JPEG")
+    return ("gradient.jpg", out.getvalue(), "image/jpeg")
+
+
+async def test_a_photo_with_two_faces_is_refused_next_to_that_visitors_photo(
+    client: TestClient, settings: Settings
+) -> None:
+    before = await _applications(client)
+    status, html, _location = await _post_application(
+        client,
+        visitors=[_visitor(0), _visitor(1)],
+        photos={0: _jpeg(), 1: _jpeg("two_people.jpg")},
+    )
+    assert status == 422
+    message = _error_next_to(html, "visitors.1.id_photo")
+    assert message.startswith("照片中检测到") and "张人脸，只能有一张" in message
+    assert 'id="err-visitors.0.id_photo"' not in html  # the applicant's photo was fine
+    # One visitor failed: nothing is stored, not even the applicant's good photo.
+    assert await _applications(client) == before
+    assert _stored_photos(settings) == []
+
+
+async def test_a_photo_without_a_face_is_refused(client: TestClient, settings: Settings) -> None:
+    before = await _applications(client)
+    status, html, _location = await _post_application(client, photos={0: _gradient_jpeg()})
+    assert status == 422
+    assert _error_next_to(html, "visitors.0.id_photo").startswith("照片中未检测到人脸")
     assert await _applications(client) == before
     assert _stored_photos(settings) == []
 

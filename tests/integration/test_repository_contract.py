@@ -357,6 +357,38 @@ async def test_updating_an_application_replaces_its_visitors_and_bumps_the_versi
     )
 
 
+#: 1024 bytes like a stored encoding, with every byte value (NULs included).
+ENCODING = bytes(range(256)) * 4
+
+
+async def test_a_visitors_face_encoding_round_trips_bytes_exact_or_none(
+    uow_factory: UowFactory,
+) -> None:
+    world = await seed(uow_factory)
+    enrolled = replace(visitor(3), face_encoding=ENCODING)
+    app = application(world, "20260302-000003", visitors=[enrolled, visitor(2)])
+    async with uow_factory() as uow:
+        await uow.applications.add(app)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = await uow.applications.get(app.id)
+        assert stored is not None
+        assert stored == app
+        first, second = stored.visitors
+        assert type(first.face_encoding) is bytes and first.face_encoding == ENCODING
+        assert second.face_encoding is None
+        stored.visitors = [
+            replace(first, face_encoding=None),
+            replace(second, face_encoding=b"\1" * 1024),
+        ]
+        await uow.applications.update(stored)
+        await uow.commit()
+    async with uow_factory() as uow:
+        again = await uow.applications.get(app.id)
+    assert again is not None
+    assert [v.face_encoding for v in again.visitors] == [None, b"\1" * 1024]
+
+
 async def test_an_appointment_round_trips(uow_factory: UowFactory) -> None:
     world = await seed(uow_factory)
     appt = appointment(world, "appt-1", T0.astimezone(BEIJING))

@@ -462,6 +462,7 @@ def _visitor_values(application_id: str, position: int, v: Visitor) -> dict[str,
         "phone": v.phone,
         "relationship": v.relationship.value,
         "id_photo_ref": v.id_photo_ref,
+        "face_encoding": v.face_encoding,
     }
 
 
@@ -485,6 +486,7 @@ def _visitor(row: Row[Any]) -> Visitor:
         phone=row.phone,
         relationship=Relationship(row.relationship),
         id_photo_ref=row.id_photo_ref,
+        face_encoding=None if row.face_encoding is None else bytes(row.face_encoding),
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -192,6 +193,8 @@ application_visitors = Table(
     Column("phone", String(32), nullable=False),
     Column("relationship", String(ENUM), nullable=False),
     Column("id_photo_ref", String(NAME), nullable=False),
+    #: The 128-d face encoding of the ID-card photo (1024 bytes); NULL before 0003.
+    Column("face_encoding", LargeBinary, nullable=True),
     PrimaryKeyConstraint("application_id", "position"),
 )
 
