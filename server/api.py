@@ -1,5 +1,5 @@
 """The JSON API under ``/api/v1``: the console's operations for tests and
-integrations, documented in ``docs/openapi.json`` (a test keeps the two in step).
+integrations, documented in ``server/openapi.json`` (linked from docs/) (a test keeps the two in step).
 
 Officer endpoints use the console's session cookie; unsafe methods need the
 ``X-CSRF-Token`` header that ``POST /api/v1/session`` returns. Errors always
@@ -34,7 +34,8 @@ from sessions.workdays import CalendarOverride
 from .auth import csrf_token, log_in, log_out, require_roles
 from .keys import QUERIES, SERVICE, SETTINGS
 
-OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+# Shipped inside the package (docs/openapi.json links here) so an installed server serves it.
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 MAX_JSON_BYTES = 64 * 1024
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

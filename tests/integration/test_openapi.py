@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from server.app import create_app
 from server.settings import Settings
 
-SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+SPEC = Path(__file__).resolve().parents[2] / "server" / "openapi.json"
 
 
 def api_routes(tmp_path: Path) -> set[tuple[str, str]]:
@@ -42,3 +43,12 @@ def test_the_spec_is_openapi_3_1_with_an_error_shape() -> None:
     for item in spec["paths"].values():
         for operation in item.values():
             assert operation["summary"] and "4XX" in operation["responses"]
+
+
+async def test_the_running_server_serves_the_spec(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await aiohttp_client(
+        create_app(Settings.from_sources({"data_dir": str(tmp_path)}, environ={}))
+    )
+    response = await client.get("/api/v1/openapi.json")
+    assert response.status == 200
+    assert (await response.json())["info"]["title"] == "VisitGate API"
