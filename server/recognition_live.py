@@ -66,6 +66,7 @@ from .live.protocol import Frame, event_frame
 from .live.rooms import LIVE, LiveRegistry, LiveVisit
 from .media.relay import ForwardedTrack
 from .media.tap import DEFAULT_INTERVAL, FrameTap, SampledFrame
+from .tasks import log_failure as _log_failure
 from .uploads import PHOTOS
 
 log = logging.getLogger(__name__)
@@ -553,8 +554,3 @@ def setup(app: web.Application) -> None:
             await recognition.close()
 
     app.cleanup_ctx.append(running)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s failed", task.get_name(), exc_info=task.exception())

@@ -32,6 +32,7 @@ from sessions.events import Event, EventName, SubjectType
 from sessions.services import VisitGateService
 from sessions.visits import Visit, VisitKind, VisitState
 
+from ..tasks import log_failure as _log_failure
 from .ports import MediaFactory, MediaSession, MediaSide
 from .protocol import (
     CLOSE_GOING_AWAY,
@@ -521,8 +522,3 @@ def _time_warning(minutes: int, left: int) -> Callable[[Language], Frame]:
         )
 
     return build
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s failed", task.get_name(), exc_info=task.exception())

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..tasks import log_failure as _log_failure
 from .protocol import CLOSE_TOO_SLOW
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,3 @@ class Outbox:
 
     def __len__(self) -> int:
         return self._queue.qsize()
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s failed", task.get_name(), exc_info=task.exception())

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..tasks import log_failure as _log_failure
+
 if TYPE_CHECKING:
     from server.media.hooks import OwnedReceiver
     from server.media.transcode import Transcoder
@@ -73,11 +75,6 @@ class RelayStats:
     keyframe_requests: int = 0
     keyframe_requests_deferred: int = 0
     losses: int = 0
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("media task %s failed", task.get_name(), exc_info=task.exception())
 
 
 class PacketRelay:
