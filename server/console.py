@@ -88,6 +88,7 @@ EVENT_LABELS = {
     "visit.chat_sent": "文字消息",
     "visit.identity_checked": "人脸身份核验",
     "visit.face_alert": "陌生人脸告警",
+    "visit.presence_changed": "会见人在场核验",
     "calendar.override_set": "设置工作日安排",
     "calendar.override_removed": "删除工作日安排",
 }

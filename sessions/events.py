@@ -61,6 +61,7 @@ class EventName(StrEnum):
     VISIT_CHAT_SENT = "visit.chat_sent"
     VISIT_IDENTITY_CHECKED = "visit.identity_checked"
     VISIT_FACE_ALERT = "visit.face_alert"
+    VISIT_PRESENCE_CHANGED = "visit.presence_changed"
     CALENDAR_OVERRIDE_SET = "calendar.override_set"
     CALENDAR_OVERRIDE_REMOVED = "calendar.override_removed"
 

@@ -187,6 +187,19 @@ class VisitUseCases(SchedulingUseCases):
 
         return await self._visit_action(visit_id, make)
 
+    async def record_presence(self, visit_id: str, side: str, **details: object) -> Event:
+        """Continuous re-verification: an approved person absent or no longer
+        matching for the configured time, or back (``visit.presence_changed``)."""
+        if side not in VISIT_SIDES:
+            raise ValidationError("side_unknown", "未知的一方", "Unknown side", field="side")
+
+        async def make(uow: UnitOfWork, visit: Visit, now: datetime) -> Event:
+            return _visit_event(
+                visit, EventName.VISIT_PRESENCE_CHANGED, FACE_WATCH, now, side=side, **details
+            )
+
+        return await self._visit_action(visit_id, make)
+
     # -- during the live visit -------------------------------------------------
     async def _visit_action(
         self,
