@@ -1,8 +1,11 @@
 """The one thin wrapper around dlib and the face_recognition project's model files.
 
-Owns: locating the model files, loading the HOG detector, the 5-point shape
-predictor and the ResNet face encoder once per process, and the four calls the
-rest of ``recognition/`` builds on (detect, landmarks, encode, distance).
+Owns: locating the model files, loading the HOG detector, the 5-point and
+68-point shape predictors and the ResNet face encoder once per process, and the
+calls the rest of ``recognition/`` builds on (detect, landmarks, landmarks68,
+encode, distance). The 5-point shape feeds the encoder (what it was trained
+with); the 68-point shape (~2 ms a face) gives the jaw line, nose and eyes the
+liveness challenge measures.
 
 Must never: import the ``face_recognition`` package (it forces the from-source
 dlib build) or run ``face_recognition_models.__init__`` (it imports
@@ -33,7 +36,9 @@ Encoding = npt.NDArray[np.float64]
 ENCODING_SIZE = 128
 
 _PREDICTOR_MODEL = "shape_predictor_5_face_landmarks.dat"
+_PREDICTOR68_MODEL = "shape_predictor_68_face_landmarks.dat"
 _ENCODER_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+_MODELS = (_PREDICTOR_MODEL, _PREDICTOR68_MODEL, _ENCODER_MODEL)
 
 
 class ModelsUnavailable(RuntimeError):
@@ -121,6 +126,7 @@ class Landmarks:
 class Models:
     detector: Any
     predictor: Any
+    predictor68: Any
     encoder: Any
     directory: Path
 
@@ -134,21 +140,22 @@ def model_directory() -> Path:
         )
     for location in spec.submodule_search_locations:
         directory = Path(location) / "models"
-        if (directory / _ENCODER_MODEL).is_file() and (directory / _PREDICTOR_MODEL).is_file():
+        if all((directory / m).is_file() for m in _MODELS):
             return directory
     raise ModelsUnavailable(
-        f"face-recognition-models has no {_ENCODER_MODEL} / {_PREDICTOR_MODEL} under "
+        f"face-recognition-models has no {' / '.join(_MODELS)} under "
         f"{list(spec.submodule_search_locations)}"
     )
 
 
 @functools.cache
 def load_models() -> Models:
-    """Load the three models once per process (~1 s, ~30 MB)."""
+    """Load the four models once per process (~1.5 s, ~130 MB)."""
     directory = model_directory()
     return Models(
         detector=dlib.get_frontal_face_detector(),
         predictor=dlib.shape_predictor(str(directory / _PREDICTOR_MODEL)),
+        predictor68=dlib.shape_predictor(str(directory / _PREDICTOR68_MODEL)),
         encoder=dlib.face_recognition_model_v1(str(directory / _ENCODER_MODEL)),
         directory=directory,
     )
@@ -178,6 +185,13 @@ def landmarks(image: Image, box: Box) -> Landmarks:
     shape = _shape(as_image(image), box)
     points = tuple((int(shape.part(i).x), int(shape.part(i).y)) for i in range(shape.num_parts))
     return Landmarks(points=points, box=box)
+
+
+def landmarks68(image: Image, box: Box) -> npt.NDArray[np.float64]:
+    """The 68-point landmarks (iBUG 300-W order: jaw 0–16, nose tip 30, eyes
+    36–47) as a ``(68, 2)`` array of x, y."""
+    shape = load_models().predictor68(as_image(image), box.to_dlib())
+    return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64)
 
 
 def encode(image: Image, box: Box, *, jitters: int = 0) -> Encoding:

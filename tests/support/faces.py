@@ -94,3 +94,62 @@ def blank_photo() -> Image:
 
 
 # --- the composers produce what the other modules rely on -------------------------------------
+
+
+# --- a real head turn: the video clip's lead ---------------------------------------------------
+
+#: The clip's lead (Lin-Manuel Miranda) faces the camera at frame 96 and turns to his right
+#: (yaw 0.53 → 0.24) by frame 111; frames 84–111 are one shot without a cut.
+CLIP_FRONT, CLIP_TURNED = 96, 111
+CLIP_LEAD = "lin_manuel_miranda.png"
+
+
+@functools.cache
+def clip_frames() -> tuple[Image, ...]:
+    """Every frame of the clip (640×360, RGB)."""
+    import av
+
+    from tests.support.testdata import VIDEO
+
+    with av.open(str(VIDEO / "short_hamilton_clip.mp4")) as container:
+        return tuple(
+            np.ascontiguousarray(f.to_ndarray(format="rgb24"), dtype=np.uint8)
+            for f in container.decode(video=0)
+        )
+
+
+def with_card(frame: Image, on_card: str) -> Image:
+    """The frame with an ID card of ``on_card`` held up at its right edge."""
+    out = frame.copy()
+    paste(out, card(on_card), out.shape[1] - CARD_W - 12, out.shape[0] - CARD_H - 20)
+    return out
+
+
+def _clip(index: int, mirrored: bool) -> Image:
+    frame = clip_frames()[index]
+    return np.ascontiguousarray(frame[:, ::-1]) if mirrored else frame
+
+
+def head_turn(*, mirrored: bool = False, repeat: int = 2) -> list[Image]:
+    """The lead turning to his right and back (the reversed footage), each frame shown
+    ``repeat`` times (a slower turn, as a visitor asked to turn slowly makes). Mirrored,
+    it is a turn to his left."""
+    there = list(range(CLIP_FRONT, CLIP_TURNED + 1))
+    return [_clip(i, mirrored) for i in there + there[::-1] for _ in range(repeat)]
+
+
+def gate_sequence(
+    on_card: str = CLIP_LEAD, *, direction: str = "right", card_frames: int = 90
+) -> list[Image]:
+    """What a visitor's camera shows at the gate, at 30 fps: the lead facing the camera
+    with a card of ``on_card`` (3 s), then a second without it, then turning his head to
+    ``direction`` and back, then facing the camera (1 s). ``direction`` "left" is the
+    whole scene mirrored."""
+    mirrored = direction == "left"
+    front = _clip(CLIP_FRONT, mirrored)
+    return (
+        [with_card(front, on_card)] * card_frames
+        + [front] * 30
+        + head_turn(mirrored=mirrored)
+        + [front] * 30
+    )
