@@ -18,13 +18,21 @@ Everything runs in this one process, on the real test photos and the test video 
   into ``Vote(3, 5)`` (the server's gate vote) until it passes or fails (at most 5 samples
   counted as a fail if undecided). A false accept is an impostor trial that passes, a false
   reject a genuine one that does not.
-- *gate time*: the card appears at t = 0 and the 1 fps sampler takes its first frame at a
-  phase of 0.1, 0.2 ... 1.0 s after that; the k-th sample is taken (k - 1) s later and decided
-  when its ``analyse`` returns (measured wall time, a free worker, no queue). Gate time =
-  phase + (k - 1) + that processing time, over every genuine trial and phase.
-- *alert latency*: likewise, an approved person alone for 3 samples, then a second,
-  unapproved person appears beside them; latency until ``UnexpectedFaceWatch`` (3 unknown of
-  4) raises the alert on the newcomer.
+- *gate time* (the card check): the card appears at t = 0; during the gate the server samples
+  every ``CARD_INTERVAL`` (1/3 s), the first sample at a phase of 0.1 ... 1.0 of that interval
+  after the card appears; the k-th sample is taken (k - 1) intervals later (or when the worker
+  is free, if a frame takes longer) and decided when its ``analyse`` returns (measured wall
+  time, a free worker). Gate time = phase + (k - 1) x max(interval, processing) + processing,
+  over every genuine trial and phase.
+- *liveness*: ``IdentityGate`` on ``tests.support.faces.gate_sequence`` (the clip's lead with
+  his card, then really turning his head right, or left = mirrored), sampled as the server
+  does (card every 1/3 s, the challenge every 0.1 s), and on printed photos (the lead's frame
+  held still and tilted): passes, the time from the face being back in front to the pass,
+  and the CPU per challenge sample.
+- *alert latency*: an approved person alone for 3 samples, then a second, unapproved person
+  appears beside them; the 1 fps sampler sees the newcomer at a phase of 0.1 ... 1.0 s, then
+  the side is sampled every ``FAST_INTERVAL`` (0.25 s) while a face is undecided; latency
+  until ``UnexpectedFaceWatch`` (3 unknown of 4) raises the alert on the newcomer.
 - *false alerts*: the clip (PyAV, 640x360) sampled at 1 fps from several starting offsets,
   ``lin_manuel_miranda.png`` approved. The clip shows him alone on stage until a cut to the
   audience (found as the largest frame-to-frame change); alerts on faces first seen before
@@ -42,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import random
 import statistics
 import sys
 import time
@@ -55,12 +64,16 @@ from recognition import images
 from recognition.analysis import FrameAnalysis, FrameRequest, analyse
 from recognition.card import CardFaces, judge
 from recognition.enrolment import enrol
+from recognition.gate import GateRules, IdentityGate
+from recognition.liveness import TurnRules
 from recognition.models import Box, Encoding, Image, distance, load_models
 from recognition.unexpected import UnexpectedFaceAlert, UnexpectedFaceWatch
 from recognition.verify import DEFAULT_THRESHOLD, Enrolled, Vote
-from server.recognition_live import GATE_NEEDED, GATE_WINDOW
+from server.faces.visit import CARD_INTERVAL, FAST_INTERVAL
 from tests.support import faces
 from tests.support.testdata import VIDEO, face
+
+GATE_NEEDED, GATE_WINDOW = GateRules().needed, GateRules().window
 
 PHOTOS = (
     "biden_1.jpg",
@@ -302,6 +315,69 @@ def clip_run(
     return ClipRun(offset, len(picks), lead_alerts, audience_alerts)
 
 
+# --- liveness ------------------------------------------------------------------------------
+
+
+class _Fixed(random.Random):
+    def __init__(self, value: str) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def choice(self, seq):  # type: ignore[no-untyped-def, override]
+        return self.value
+
+
+@dataclass
+class LivenessRun:
+    label: str
+    passed: bool
+    #: Seconds from the turn being complete (the face back to front wanted) to the pass.
+    back_s: float | None
+    cpu: list[float]
+
+
+def liveness_run(label: str, frames: list[Image], direction: str, lead: Encoding) -> LivenessRun:
+    rules = GateRules(attempts=1, liveness=TurnRules(timeout_s=8))
+    gate = IdentityGate([Enrolled("lead", lead)], rules, rng=_Fixed(direction))
+    last, cpu, back_at = -1.0, [], None
+    for index, frame in enumerate(frames):
+        at, mode = index / 30, gate.mode
+        if mode is None:
+            break
+        if at - last < (0.1 if mode == "liveness" else CARD_INTERVAL):
+            continue
+        last = at
+        request = FrameRequest(
+            "bench", "relative", index, frame, mode,
+            card_hint=gate.card_hint, track=gate.track, encode=gate.encode,
+        )  # fmt: skip
+        result = analyse(request)
+        if mode == "liveness":
+            cpu.append(result.cpu_ms)
+        update = gate.on_result(at, result)
+        if gate.encode and back_at is None:
+            back_at = at
+        if update.outcome == "passed":
+            done = at + result.cpu_ms / 1000
+            return LivenessRun(label, True, None if back_at is None else done - back_at, cpu)
+    return LivenessRun(label, False, None, cpu)
+
+
+def liveness_runs(lead: Encoding) -> list[LivenessRun]:
+    front = faces.clip_frames()[faces.CLIP_FRONT]
+    held = [faces.with_card(front, LEAD)] * 60 + [front] * 240
+    return [
+        liveness_run(
+            "real turn, asked right", faces.gate_sequence(direction="right"), "right", lead
+        ),
+        liveness_run("real turn, asked left", faces.gate_sequence(direction="left"), "left", lead),
+        liveness_run(
+            "real turn right, asked left", faces.gate_sequence(direction="right"), "left", lead
+        ),
+        liveness_run("printed photo held still", held, "right", lead),
+    ]
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -330,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     false_accepts = sum(t.passed for t in trials if t.kind != "genuine")
     false_rejects = sum(not t.passed for t in trials if t.kind == "genuine")
     gate_s = [
-        phase + (t.samples - 1) + t.last_ms / 1000
+        phase * CARD_INTERVAL
+        + (t.samples - 1) * max(CARD_INTERVAL, t.last_ms / 1000)
+        + t.last_ms / 1000
         for t in trials
         if t.kind == "genuine" and t.passed
         for phase in PHASES
@@ -340,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"trials; false rejects {false_rejects} of {sum(t.kind == 'genuine' for t in trials)} genuine"
     )
     print(
-        f"gate time after the card appears (1 fps, phases {PHASES[0]}-{PHASES[-1]} s): "
+        f"gate time after the card appears (a sample every {CARD_INTERVAL:.2f} s): "
         f"p50 {pct(gate_s, 50):.2f} s, p95 {pct(gate_s, 95):.2f} s (n = {len(gate_s)})"
     )
     print()
@@ -354,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{a.alert_sample if a.alert_sample else 'never':>15}  {a.false_alerts:>12}"
         )
     alert_s = [
-        phase + (a.alert_sample - 1) + a.ms / 1000
+        phase + (a.alert_sample - 1) * max(FAST_INTERVAL, a.ms / 1000) + a.ms / 1000
         for a in alerts
         if a.alert_sample
         for phase in PHASES
@@ -363,6 +441,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"alert latency after the face appears: p50 {pct(alert_s, 50):.2f} s, "
         f"p95 {pct(alert_s, 95):.2f} s (n = {len(alert_s)}); missed {missed}"
+    )
+    print()
+
+    live = liveness_runs(enc[LEAD])
+    print("Liveness (IdentityGate on the clip's lead, sampled as the server does):")
+    for run in live:
+        back = f"decided {run.back_s:.2f} s after the turn" if run.back_s is not None else "-"
+        print(f"{run.label:<46} {'pass' if run.passed else 'no pass':<8} {back}")
+    live_cpu_ms = [ms for run in live for ms in run.cpu]
+    print(
+        f"liveness CPU per sample: mean {statistics.mean(live_cpu_ms):.1f} ms, "
+        f"p95 {pct(live_cpu_ms, 95):.1f} ms (n = {len(live_cpu_ms)})"
     )
     print()
 

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from recognition.analysis import FrameAnalysis, FrameRequest, Mode, Side, analyse
 from recognition.models import Box, Image, load_models
@@ -139,15 +140,19 @@ class RecognitionPool:
         mode: Mode = "watch",
         skip: tuple[Box, ...] = (),
         card_hint: Box | None = None,
+        **fields: Any,
     ) -> int:
         """Offer the latest sampled frame of a visit side; returns its sequence
-        number. Never blocks: replaces a frame still waiting for that side."""
+        number. Never blocks: replaces a frame still waiting for that side.
+        ``fields``: further ``FrameRequest`` fields (liveness: ``track``, ``encode``)."""
         if self._closed or self._executor is None:
             raise RuntimeError("the recognition pool is not running")
         key: Key = (visit_id, side)
         seq = self._seq.get(key, 0) + 1
         self._seq[key] = seq
-        request = FrameRequest(visit_id, side, seq, frame, mode, skip, card_hint)
+        request = FrameRequest(
+            visit_id, side, seq, frame, mode, skip, card_hint=card_hint, **fields
+        )
         self._submitted += 1
         previous = self._waiting.get(key)
         if previous is not None:

@@ -33,6 +33,7 @@ from sessions.workdays import CalendarOverride
 
 from .auth import csrf_token, log_in, log_out, require_roles
 from .keys import QUERIES, SERVICE, SETTINGS
+from .uploads import MAX_PHOTO_BYTES, PHOTOS, posted_photo, replace_detainee_photo
 
 # Shipped inside the package (docs/openapi.json links here) so an installed server serves it.
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
@@ -247,6 +248,9 @@ def detainee_json(d: Detainee) -> dict[str, Any]:
         "foreign_national": d.foreign_national,
         "in_detox_treatment": d.in_detox_treatment,
         "pending_criminal_transfer": d.pending_criminal_transfer,
+        # The reference only (the console serves the photo); never the encoding.
+        "photo_ref": d.photo_ref,
+        "face_enrolled": d.face_encoding is not None,
     }
 
 
@@ -500,6 +504,42 @@ async def put_detainee(request: web.Request) -> web.Response:
 
 
 @require_roles(Role.ADMIN)
+async def post_detainee_photo(request: web.Request) -> web.Response:
+    """The console's photo upload as an endpoint: a ``multipart/form-data`` body
+    with the image in the part ``photo``; the same checks, enrolment and
+    refusals (``replace_detainee_photo``)."""
+    if request.content_type != "multipart/form-data":
+        raise ValidationError(
+            "multipart_required",
+            "请以multipart/form-data格式上传照片（字段名photo）",
+            "Upload the photo as multipart/form-data (part name: photo)",
+            field="photo",
+        )
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        limit = MAX_PHOTO_BYTES // (1024 * 1024)
+        raise ValidationError(
+            "photo_too_large",
+            f"照片不能超过{limit}MB，请压缩后重新上传",
+            f"The photo must not exceed {limit} MB",
+            field="photo",
+        ) from None
+    except (AssertionError, ValueError):  # a malformed multipart body
+        raise ValidationError(
+            "form_invalid", "上传内容格式不正确", "The upload is malformed", field="photo"
+        ) from None
+    updated = await replace_detainee_photo(
+        request.app[SERVICE],
+        request.app[PHOTOS],
+        officer_of(request),
+        request.match_info["id"],
+        await posted_photo(form),
+    )
+    return web.json_response(detainee_json(updated))
+
+
+@require_roles(Role.ADMIN)
 async def put_calendar_day(request: web.Request) -> web.Response:
     data = await json_body(request)
     day = parse_date(request.match_info["day"], "day")
@@ -542,6 +582,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/api/v1/officers/{id}", patch_officer),
     ("POST", "/api/v1/detainees", add_detainee),
     ("PUT", "/api/v1/detainees/{id}", put_detainee),
+    ("POST", "/api/v1/detainees/{id}/photo", post_detainee_photo),
     ("PUT", "/api/v1/calendar/{day}", put_calendar_day),
 ]
 

@@ -22,7 +22,7 @@ from sessions.clock import Clock, SystemClock
 from sessions.passwords import Argon2Hasher
 from sessions.services import VisitGateService
 
-from . import api, console, health, live, notify, pages, recognition_live
+from . import api, console, faces, health, live, notify, pages, snapshots
 from . import public as public_pages
 from .keys import CLOCK, ENGINE, METRICS, REGISTRY, SERVICE, SETTINGS
 from .media import wiring as media_wiring
@@ -65,7 +65,8 @@ def create_app(
     notify.setup(app)
     live.setup(app)  # /ws/visit: live-visit signalling, its registry and sweeper
     media_wiring.setup(app)  # a VisitMedia per live visit, ICE host addresses
-    recognition_live.setup(app)  # face checks on live visits: taps, worker pool, alerts
+    snapshots.setup(app)  # face-check snapshots under the data dir (officers only)
+    faces.setup(app)  # face checks on live visits: taps, worker pool, alerts
     app.router.add_static("/static/", STATIC, name="static")
     return app
 

@@ -1,6 +1,7 @@
 """The officers' console: work queues, one application with its review brief
 and history, the decisions each post makes, the ledger (台账) with its CSV
-export, ID-card photos, and the admin's facility set-up.
+export, ID-card and detainee photos, and the admin's facility set-up (with each
+detainee's page, where the facility's photo of them is uploaded and enrolled).
 
 Rendering and form parsing only. Every page needs a signed-in officer and
 every action its post (``require_roles``), but the service checks the role
@@ -41,14 +42,17 @@ from sessions.notifications import Notice, NoticeKind
 from sessions.officers import Officer, Role, parse_roles
 from sessions.queries import ApplicationRow
 from sessions.quotas import ExceptionKind
+from sessions.services import IDENTITY_REASON_MAX_CHARS
 from sessions.workdays import CalendarOverride
 
 from . import auth
 from .auth import csrf_token, flash, pop_flash, require_roles
+from .console_faces import face_rows
 from .i18n import pick_language
 from .keys import CLOCK, QUERIES, SERVICE, SETTINGS
 from .pages import _render
-from .uploads import PHOTOS
+from .snapshots import SNAPSHOTS, snapshot_ref
+from .uploads import DETAINEE_PHOTO_FIELD, PHOTOS, posted_photo, replace_detainee_photo
 
 FormData = MultiDictProxy[str | bytes | Any]
 _REVEAL = "reveal_secrets_for"  # session: show the visit's link + code once, on this page
@@ -107,6 +111,10 @@ FACE_POLICY_LABELS = {
     UnexpectedFacePolicy.ALERT_ONLY: "仅提醒民警",
     UnexpectedFacePolicy.AUTO_CUT: "自动中止会见",
 }
+#: Who the ledger names for the automatic face checks.
+FACE_ACTORS = {"system:face_gate": "自动身份核验", "system:face_watch": "人脸监测"}
+#: What the officer's override says unless they write something else.
+ADMIT_REASON = "民警人工核验身份证件与本人一致"
 ELIGIBILITY_FACTS = (
     ("refuses_video_visits", "本人拒绝会见"),
     ("strict_management", "严管"),
@@ -324,7 +332,8 @@ async def application_page(request: web.Request) -> web.StreamResponse:
 
 @require_roles(Role.DUTY, Role.LEADER)
 async def watch_page(request: web.Request) -> web.StreamResponse:
-    """The duty officer's live view of one visit (the page talks to /ws/visit)."""
+    """The duty officer's live view of one visit (the page talks to /ws/visit), with
+    the visit's face checks so far read back from the ledger."""
     officer = _officer(request)
     service = request.app[SERVICE]
     try:
@@ -333,17 +342,75 @@ async def watch_page(request: web.Request) -> web.StreamResponse:
         if visit.application_id is None:
             raise NotFound("visit_not_found", "会见不存在", "No such visit")
         detail = await request.app[QUERIES].application(officer.id, visit.application_id)
+        officers, _kiosks, _detainees = await request.app[QUERIES].staff(officer.id)
     except DomainError as failure:
         return _error_page(request, failure)
     application = detail.row.application
-    return await _page(
+    facility = detail.facility
+    # The gate names visitors by their place in the application (server.faces).
+    people = [
+        {"person": f"visitor-{index}", "name": v.name, "relationship": v.relationship.label_zh}
+        for index, v in enumerate(application.visitors, start=1)
+    ]
+    staff = {o.id: o.display_name for o in officers}
+    face_history = face_rows(
+        detail.history,
+        visit.id,
+        names={p["person"]: p["name"] for p in people},
+        actor_label=lambda actor: FACE_ACTORS.get(actor) or _actor_label(actor, staff),
+        local_time=lambda record: _local(record.at, facility, "%H:%M:%S"),
+    )
+    response = await _page(
         request,
         "console/watch.html",
-        facility=detail.facility,
+        facility=facility,
         visit=visit,
         visitors=[f"{v.name}（{v.relationship.label_zh}）" for v in application.visitors],
+        people=people,
+        face_history=face_history,
+        admit_reason=ADMIT_REASON,
+        reason_max=IDENTITY_REASON_MAX_CHARS,
         detainee_name=detail.row.detainee.name if detail.row.detainee else "",
     )
+    # Live snapshots arrive in the frames as data: URLs (stored ones come from the route below).
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+    )
+    return response
+
+
+@require_roles()
+async def snapshot(request: web.Request) -> web.StreamResponse:
+    """One face-check snapshot of a visit, to officers of the visit's facility only;
+    never cached (it is a picture of a person, kept as evidence)."""
+    officer = _officer(request)
+    store = request.app.get(SNAPSHOTS)
+    not_found = NotFound("snapshot_not_found", "抓拍图片不存在", "No such snapshot")
+    visit_id = request.match_info["visit_id"]
+    if store is None:
+        return _error_page(request, not_found)
+    try:
+        visit = await request.app[SERVICE].get_visit(visit_id)
+    except DomainError as failure:
+        return _error_page(request, failure)
+    if visit.facility_id != officer.facility_id:
+        return _error_page(
+            request,
+            PermissionDenied(
+                "other_facility", "无权查看其他监所的抓拍图片", "Another facility's snapshot"
+            ),
+        )
+    try:
+        data = await store.read_async(
+            visit.facility_id, snapshot_ref(visit.id, request.match_info["name"])
+        )
+    except (ValueError, OSError):
+        return _error_page(request, not_found)
+    response = web.Response(body=data, content_type="image/jpeg")
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 Action = Callable[[web.Request, Officer, str, FormData], Awaitable[str]]
@@ -703,22 +770,17 @@ async def _add_detainee(request: web.Request, admin: Officer, form: FormData) ->
         raise ValidationError(
             "admitted_on_missing", "请填写入所日期", "Give the admission date", field="admitted_on"
         )
-    photo_ref = _text(form, "photo_ref", limit=200) or None
-    if photo_ref is not None and not photo_ref.startswith(f"{admin.facility_id}/"):
-        raise ValidationError(
-            "photo_ref_invalid", "照片编号不属于本监所", "Not this facility's photo"
-        )
+    # The photo is uploaded on the detainee's own page, where it is enrolled.
     detainee = await request.app[SERVICE].register_detainee(
         Detainee(
             new_id(),
             admin.facility_id,
             validate_name(_text(form, "name", limit=40)),
             admitted_on=_date(admitted, "admitted_on", "入所日期"),
-            photo_ref=photo_ref,
         ),
         actor=officer_actor(admin.id),
     )
-    return f"已登记 {detainee.name}"
+    return f"已登记 {detainee.name}，请在其页面上传照片"
 
 
 async def _update_detainee(request: web.Request, admin: Officer, form: FormData) -> str:
@@ -736,10 +798,78 @@ async def _update_detainee(request: web.Request, admin: Officer, form: FormData)
         stored.admitted_on,
         released_on=_date(released, "released_on", "离所日期") if released else None,
         photo_ref=stored.photo_ref,
+        face_encoding=stored.face_encoding,
         **facts,
     )
     await request.app[SERVICE].update_detainee(admin.id, updated)
     return f"已更新 {stored.name} 的情况"
+
+
+async def _own_detainee(request: web.Request, officer: Officer) -> Detainee:
+    """The detainee named in the path, if the officer's facility holds them;
+    another facility's detainee is ``NotFound`` like one that does not exist."""
+    detainee = await request.app[SERVICE].detainee(request.match_info["detainee_id"])
+    if detainee.facility_id != officer.facility_id:
+        raise NotFound("detainee_not_found", "被羁押人员不存在", "No such detainee")
+    return detainee
+
+
+async def _detainee_page(
+    request: web.Request,
+    detainee: Detainee,
+    *,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+) -> web.Response:
+    return await _page(
+        request,
+        "console/detainee.html",
+        status=status,
+        detainee=detainee,
+        facts=ELIGIBILITY_FACTS,
+        photo_field=DETAINEE_PHOTO_FIELD,
+        errors=errors or {},
+    )
+
+
+@require_roles(Role.ADMIN)
+async def detainee_page(request: web.Request) -> web.StreamResponse:
+    """One detainee: the facts, the facility's photo (served by ``photo``) and
+    whether its face is enrolled, and the form to upload a new one."""
+    try:
+        detainee = await _own_detainee(request, _officer(request))
+    except DomainError as error:
+        return _error_page(request, error)
+    return await _detainee_page(request, detainee)
+
+
+@require_roles(Role.ADMIN)
+async def detainee_photo(request: web.Request) -> web.StreamResponse:
+    """Upload the facility's photo of a detainee: judged and enrolled off the
+    event loop (``replace_detainee_photo``); a refusal is shown next to the
+    file field, with nothing stored."""
+    admin = _officer(request)
+    try:
+        detainee = await _own_detainee(request, admin)
+    except DomainError as error:
+        return _error_page(request, error)
+    data = await posted_photo(await request.post())
+    try:
+        await replace_detainee_photo(
+            request.app[SERVICE], request.app[PHOTOS], admin, detainee.id, data
+        )
+    except ValidationError as error:
+        message = error.message(_lang(request))
+        return await _detainee_page(
+            request,
+            detainee,
+            status=error.status,
+            errors={error.field or DETAINEE_PHOTO_FIELD: message},
+        )
+    except DomainError as error:
+        return _error_page(request, error)
+    await flash(request, f"已录入 {detainee.name} 的照片")
+    raise web.HTTPSeeOther(f"/console/admin/detainees/{detainee.id}")
 
 
 async def _calendar(request: web.Request, admin: Officer, form: FormData) -> str:
@@ -775,9 +905,16 @@ def setup(app: web.Application) -> None:
         )
     router.add_get("/console/photos/{ref:.+}", photo, name="console_photo")
     router.add_get("/console/visits/{visit_id}", watch_page, name="console_watch")
+    router.add_get("/console/visits/{visit_id}/snapshots/{name}", snapshot, name="console_snapshot")
     router.add_get("/console/ledger", ledger, name="console_ledger")
     router.add_get("/console/ledger.csv", ledger_csv, name="console_ledger_csv")
     router.add_get("/console/admin", admin_page, name="console_admin")
+    router.add_get("/console/admin/detainees/{detainee_id}", detainee_page, name="console_detainee")
+    router.add_post(
+        "/console/admin/detainees/{detainee_id}/photo",
+        detainee_photo,
+        name="console_detainee_photo",
+    )
     admin_routes: list[tuple[str, AdminAction]] = [
         ("rules", _update_rules),
         ("kiosks", _add_kiosk),

@@ -26,6 +26,7 @@ from sessions.services import VisitGateService, VisitorInput
 
 from .secrets import FernetSealer, load_or_create_key
 from .settings import Settings
+from .uploads import PhotoStore
 
 MARKER = ".visitgate-demo"
 DEMO_PASSWORD = "demo-2026-visit"
@@ -61,7 +62,11 @@ def _next_slot(now: datetime) -> datetime:
     ) + timedelta(minutes=5)
 
 
-async def seed(settings: Settings, clock: Clock | None = None) -> DemoSeed:
+async def seed(
+    settings: Settings, clock: Clock | None = None, *, id_photo: bytes | None = None
+) -> DemoSeed:
+    """``id_photo``: the demo visitor's ID-card photo (e.g. your own), enrolled so the
+    face gate runs; without it the visitor has none and the officer admits by hand."""
     clock = clock or SystemClock()
     engine = create_engine(settings.database_url)
     try:
@@ -95,6 +100,11 @@ async def seed(settings: Settings, clock: Clock | None = None) -> DemoSeed:
             actor="demo",
         )
         kiosk, kiosk_token = await service.register_kiosk(facility.id, "一号会见终端", actor="demo")
+        photo_ref, encoding = "demo/no-photo", None
+        if id_photo is not None:
+            photos = PhotoStore(settings.data_dir / "photos")
+            encoding = await photos.enrol(id_photo, "id_photo")
+            photo_ref = await photos.save(facility.id, id_photo)
         application = await service.submit_application(
             facility_id=facility.id,
             detainee_name=detainee.name,
@@ -104,7 +114,8 @@ async def seed(settings: Settings, clock: Clock | None = None) -> DemoSeed:
                     id_number=demo_id_number("331102", date(1965, 5, 15), "122"),
                     phone="13800138000",
                     relationship="parent",
-                    id_photo_ref="demo/no-photo",
+                    id_photo_ref=photo_ref,
+                    face_encoding=encoding,
                 )
             ],
             reason="distance_hardship",

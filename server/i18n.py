@@ -274,7 +274,26 @@ TEXTS: dict[str, tuple[str, str]] = {
     "c_admitted_on": ("入所日期", "Admitted on"),
     "c_eligibility_facts": ("影响视频会见的情况", "Facts that affect video visits"),
     "c_released_on": ("离所日期", "Released on"),
-    "c_photo_ref": ("照片编号（可不填）", "Photo reference (optional)"),
+    "c_detainee_photo": ("本人照片", "Photo"),
+    "c_detainee_photo_hint": (
+        "正面免冠、只有本人一张人脸、面部清晰且占画面大部分；JPEG或PNG，不超过8MB。"
+        "用于会见时核验终端一侧的人员。",
+        "Frontal and bareheaded, only this person's face, sharp and filling most of the "
+        "frame; JPEG or PNG, at most 8 MB. Used to check who is at the kiosk during a visit.",
+    ),
+    "c_face_enrolled": (
+        "已录入人脸，会见时可核验终端一侧的人员",
+        "Face enrolled: the kiosk side can be checked during a visit",
+    ),
+    "c_face_not_enrolled": (
+        "尚未录入人脸，会见时无法核验终端一侧的人员",
+        "No face enrolled yet: the kiosk side cannot be checked during a visit",
+    ),
+    "c_face_enrolled_short": ("已录入", "Enrolled"),
+    "c_face_not_enrolled_short": ("未录入", "Not enrolled"),
+    "c_upload_photo": ("上传照片", "Upload a photo"),
+    "c_replace_photo": ("更换照片", "Replace the photo"),
+    "c_upload": ("上传并录入", "Upload and enrol"),
     "c_add_detainee": ("登记", "Register"),
     "c_calendar": ("节假日与调休", "Holidays and make-up working days"),
     "c_day_kind": ("当天为", "That day is"),

@@ -84,6 +84,8 @@ _TURN_PASSWORD = _Option("turn_password", "VISITGATE_TURN_PASSWORD")
 #: coturn's use-auth-secret: short-lived TURN credentials minted per participant.
 _TURN_SECRET = _Option("turn_secret", "VISITGATE_TURN_SECRET")
 _WORKERS = _Option("workers", "VISITGATE_WORKERS")
+_FACE_INTERVAL = _Option("face_interval", "VISITGATE_FACE_INTERVAL")
+_PRESENCE_TIMEOUT = _Option("presence_timeout", "VISITGATE_PRESENCE_TIMEOUT")
 _LANG = _Option("lang", "VISITGATE_LANG")
 _PUBLIC_URL = _Option("public_url", "VISITGATE_PUBLIC_URL")
 _SMS_GATEWAY_URL = _Option("sms_gateway_url", "VISITGATE_SMS_GATEWAY_URL")
@@ -142,6 +144,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         _WORKERS,
         "number of recognition worker processes (default: CPU count - 1, at least 1)",
         metavar="N",
+    )
+    add(
+        _FACE_INTERVAL,
+        "seconds between face-check samples of each side during a live visit (default: 1; "
+        "faster by itself while a new face is being judged and during the identity gate)",
+        metavar="SECONDS",
+    )
+    add(
+        _PRESENCE_TIMEOUT,
+        "seconds an approved person may be out of view (or not match) before the officer "
+        "is told (default: 20)",
+        metavar="SECONDS",
     )
     add(_LANG, "interface language: zh or en (default: zh)", metavar="{zh,en}")
     add(
@@ -245,6 +259,18 @@ def _check_schemes(option: _Option, urls: tuple[str, ...], schemes: tuple[str, .
             raise SettingsError(f"{option.describe()}: {url!r} must start with {expected}")
 
 
+def _parse_seconds(option: _Option, value: object, minimum: float, maximum: float) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise SettingsError(f"{option.describe()}: expected seconds, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise SettingsError(
+            f"{option.describe()}: must be between {minimum} and {maximum}, got {number}"
+        )
+    return number
+
+
 def _default_workers() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
@@ -270,6 +296,10 @@ class Settings:
     #: The media server's own ICE host addresses; empty = aioice's scan of the interfaces.
     ice_host_addresses: tuple[str, ...] = ()
     sms_gateway_token: str | None = field(default=None, repr=False)
+    #: Seconds between face-check samples of a side during a live visit.
+    face_interval: float = 1.0
+    #: Seconds an approved person may be out of view before the officer is told.
+    presence_timeout: float = 20.0
 
     @property
     def tls_enabled(self) -> bool:
@@ -394,6 +424,12 @@ class Settings:
             sms_gateway_url=sms_gateway_url,
             ice_host_addresses=ice_hosts,
             sms_gateway_token=sources.text(_SMS_GATEWAY_TOKEN),
+            face_interval=_parse_seconds(
+                _FACE_INTERVAL, sources.raw(_FACE_INTERVAL) or 1.0, 0.1, 10.0
+            ),
+            presence_timeout=_parse_seconds(
+                _PRESENCE_TIMEOUT, sources.raw(_PRESENCE_TIMEOUT) or 20.0, 2.0, 600.0
+            ),
         )
 
     @staticmethod

@@ -7,7 +7,7 @@ Which facts count depends on the kind of facility (seed 000, 受理条件).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -58,6 +58,9 @@ _REASON_TEXT = {
 }
 
 DETOX_FIRST_WEEK = timedelta(days=7)
+#: A stored face encoding: 128 little-endian float64, the same form as a
+#: visitor's (``recognition.enrolment.encoding_to_bytes``).
+FACE_ENCODING_BYTES = 1024
 
 
 @dataclass
@@ -75,6 +78,10 @@ class Detainee:
     pending_criminal_transfer: bool = False
     #: Reference to the facility's photo of the detainee (enrolment for kiosk-side checks).
     photo_ref: str | None = None
+    #: The enrolment of that photo's one face (``FACE_ENCODING_BYTES``), computed
+    #: once at upload so a visit can check the kiosk side without the photo;
+    #: ``None`` until a photo has been uploaded and enrolled.
+    face_encoding: bytes | None = field(default=None, repr=False)
 
     def ineligibility(self, kind: FacilityKind, on: date) -> list[IneligibleReason]:
         """Every reason that rules out a video visit on ``on``; empty means eligible."""

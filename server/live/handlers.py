@@ -15,11 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sessions.errors import PermissionDenied
+from sessions.errors import InvalidTransition, PermissionDenied
 from sessions.events import officer_actor
 from sessions.officers import Officer, Role
-from sessions.services import CHAT_MAX_CHARS, WARNING_MAX_CHARS
-from sessions.visits import VisitKind, VisitState
+from sessions.services import (
+    CHAT_MAX_CHARS,
+    IDENTITY_REASON_MAX_CHARS,
+    WARNING_MAX_CHARS,
+    identity_not_checking,
+)
+from sessions.visits import EndReason, VisitKind, VisitState
 
 from .ports import MediaRole
 from .protocol import (
@@ -131,14 +136,50 @@ async def start(ctx: CommandContext, msg: Mapping[str, Any]) -> Frame | None:
     return ack()
 
 
-@command("admit", roles={"officer"})
+@command(
+    "admit",
+    roles={"officer"},
+    schema={"reason": Field(str, max_len=IDENTITY_REASON_MAX_CHARS)},
+)
 async def admit(ctx: CommandContext, msg: Mapping[str, Any]) -> Frame | None:
-    """The officer checked the ID card on screen: the visit goes live (and its clock starts)."""
+    """The officer's override of the face gate: they checked the ID card against
+    the person by eye, and say so in ``reason`` (kept in the ledger); the visit
+    goes live and its clock starts."""
     officer = await ctx.duty_officer()
-    await ctx.registry.service.advance_visit(
-        ctx.visit_id, VisitState.LIVE, officer_actor(officer.id)
-    )
+    await ctx.registry.service.admit_visit(officer.id, ctx.visit_id, msg["reason"])
     return ack()
+
+
+@command(
+    "deny",
+    roles={"officer"},
+    schema={"reason": Field(str, required=False, max_len=IDENTITY_REASON_MAX_CHARS)},
+)
+async def deny(ctx: CommandContext, msg: Mapping[str, Any]) -> Frame | None:
+    """核验未通过，结束会见: like ``cut``, the media stops before the service is
+    called, and every socket (this one too) gets ``ended`` (``identity_failed``)."""
+    officer = await ctx.duty_officer()
+    visit = ctx.room.visit
+    if visit is None or visit.state is not VisitState.IDENTITY_CHECK:
+        raise identity_not_checking()  # checked here too: the media must not stop for nothing
+    ctx.room.stop_media()
+    service = ctx.registry.service
+    try:
+        ended = await service.deny_identity(officer.id, ctx.visit_id, msg.get("reason"))
+    except InvalidTransition:
+        # The gate let the visit go live between our check and the service's, and the
+        # media has already stopped: the officer's decision still ends the visit.
+        current = await service.get_visit(ctx.visit_id)
+        if current.state is not VisitState.ENDED:
+            current = await service.end_visit(
+                ctx.visit_id,
+                EndReason.IDENTITY_FAILED,
+                officer_actor(officer.id),
+                msg.get("reason"),
+            )
+        ended = current
+    await ctx.registry.apply(ended)  # idempotent: the published event usually did it
+    return None
 
 
 @command("warn", roles={"officer"}, schema={"text": Field(str, max_len=WARNING_MAX_CHARS)})

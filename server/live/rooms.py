@@ -96,7 +96,7 @@ class Peer(Protocol):
 
 
 class RoomWatcher(Protocol):
-    """Told about a room's media and state (the face checks, ``server.recognition_live``)."""
+    """Told about a room's media and state (the face checks, ``server.faces``)."""
 
     def room_changed(self, room: LiveVisit) -> None:
         """The room got its media session or a newer visit state; must not block."""
@@ -360,7 +360,7 @@ class LiveRegistry:
         self._all_gone: asyncio.Event | None = None
         self._service: VisitGateService | None = None
         self.media_factory: MediaFactory | None = None
-        #: The face checks, when the app has them (``server.recognition_live``).
+        #: The face checks, when the app has them (``server.faces``).
         self.watcher: RoomWatcher | None = None
 
     def bind(self, service: VisitGateService, media_factory: MediaFactory | None) -> None:

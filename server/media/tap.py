@@ -141,7 +141,6 @@ class FrameTap:
     ) -> None:
         self.source = source
         self.name = name
-        self.interval = interval
         self.stats = TapStats()
         self._on_frame = on_frame
         self._clock = clock
@@ -174,6 +173,16 @@ class FrameTap:
         # The thread finishes the packet it may be decoding; then it is gone.
         await asyncio.to_thread(self._thread.shutdown, wait=True, cancel_futures=True)
         self._decoder.close()
+
+    @property
+    def interval(self) -> float:
+        return self._decoder.interval
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        """Sample faster or slower from now on (the face checks change it as they go).
+        A float assignment: the decoder thread reads it without a lock."""
+        self._decoder.interval = seconds
 
     @property
     def running(self) -> bool:

@@ -25,7 +25,7 @@ from .base import (
     today_in,
     visit_text,
 )
-from .visits import VisitUseCases
+from .visits import IDENTITY_REASON_MAX_CHARS, VisitUseCases, identity_not_checking
 
 
 class VisitGateService(VisitUseCases):
@@ -36,6 +36,7 @@ class VisitGateService(VisitUseCases):
 __all__ = [
     "ACTIVE_VISIT_STATES",
     "CHAT_MAX_CHARS",
+    "IDENTITY_REASON_MAX_CHARS",
     "VISIT_SIDES",
     "WARNING_MAX_CHARS",
     "ApplicationStatus",
@@ -45,6 +46,7 @@ __all__ = [
     "Scheduled",
     "VisitGateService",
     "VisitorInput",
+    "identity_not_checking",
     "today_in",
     "visit_text",
 ]

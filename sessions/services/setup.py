@@ -1,11 +1,16 @@
-"""Setting a facility up: the facility and its rules, detainees and their
-eligibility facts, officers and their logins, kiosks, the working calendar."""
+"""Setting a facility up: the facility and its rules, detainees with their
+eligibility facts and their enrolled photo, officers and their logins, kiosks,
+the working calendar.
+
+A detainee's photo arrives here already judged and enrolled (the web layer runs
+the face work off the event loop); this module only records the reference and
+the encoding and never puts the encoding into an event."""
 
 from __future__ import annotations
 
 from ..appointments import Kiosk
 from ..credentials import new_token, token_digest
-from ..detainees import Detainee
+from ..detainees import FACE_ENCODING_BYTES, Detainee
 from ..errors import (
     CredentialRejected,
     NotFound,
@@ -200,6 +205,10 @@ class SetupUseCases(ServiceBase):
                 raise NotFound("detainee_not_found", "被羁押人员不存在", "No such detainee")
             admin.require_facility(stored.facility_id)
             detainee.facility_id = stored.facility_id
+            # The photo and its enrolment change only through set_detainee_photo,
+            # so an update of the facts (the API's PUT carries none) keeps them.
+            detainee.photo_ref = stored.photo_ref
+            detainee.face_encoding = stored.face_encoding
             await uow.detainees.update(detainee)
             events.append(
                 Event.of(
@@ -221,6 +230,75 @@ class SetupUseCases(ServiceBase):
             return detainee
 
         return await self._transaction(work)
+
+    async def detainee(self, detainee_id: str) -> Detainee:
+        """One detainee, or ``NotFound``. No facility check: the caller decides
+        who may see it (the console and the API refuse other facilities')."""
+        async with self.uow() as uow:
+            return await self._detainee(uow, detainee_id)
+
+    async def detainee_encoding(self, detainee_id: str) -> bytes | None:
+        """The stored enrolment of the detainee's photo (1024 bytes), or ``None``
+        when no photo has been enrolled yet: what a visit compares the kiosk
+        side against, read once when the visit starts. ``NotFound`` for an
+        unknown detainee."""
+        return (await self.detainee(detainee_id)).face_encoding
+
+    async def set_detainee_photo(
+        self, admin_id: str, detainee_id: str, photo_ref: str, face_encoding: bytes
+    ) -> Detainee:
+        """Record the facility's photo of a detainee and the enrolment of its face
+        (both replace any earlier ones). Only an admin of the detainee's facility
+        may; the photo must be stored under that facility. The audit event says
+        which photo replaced which and that a face was enrolled, never the
+        encoding itself (biometric data stays out of the append-only chain)."""
+        if len(face_encoding) != FACE_ENCODING_BYTES:
+            raise ValidationError(
+                "face_encoding_invalid",
+                "人脸特征数据无效，请重新上传照片",
+                "The face enrolment is invalid; upload the photo again",
+                field="photo",
+            )
+
+        async def work(uow: UnitOfWork, events: list[Event]) -> Detainee:
+            admin = await self._officer(uow, admin_id)
+            admin.require(Role.ADMIN)
+            detainee = await self._detainee(uow, detainee_id)
+            admin.require_facility(detainee.facility_id)
+            if not photo_ref.startswith(f"{detainee.facility_id}/"):
+                raise ValidationError(
+                    "photo_ref_invalid",
+                    "照片不属于本监所",
+                    "The photo is not this facility's",
+                    field="photo",
+                )
+            before = detainee.photo_ref
+            detainee.photo_ref = photo_ref
+            detainee.face_encoding = bytes(face_encoding)
+            await uow.detainees.update(detainee)
+            events.append(
+                Event.of(
+                    EventName.DETAINEE_UPDATED,
+                    SubjectType.DETAINEE,
+                    detainee.id,
+                    actor=officer_actor(admin.id),
+                    at=self.clock.now(),
+                    facility_id=detainee.facility_id,
+                    photo_ref_before=before,
+                    photo_ref=photo_ref,
+                    face_enrolled=True,
+                )
+            )
+            return detainee
+
+        return await self._transaction(work)
+
+    @staticmethod
+    async def _detainee(uow: UnitOfWork, detainee_id: str) -> Detainee:
+        detainee = await uow.detainees.get(detainee_id)
+        if detainee is None:
+            raise NotFound("detainee_not_found", "被羁押人员不存在", "No such detainee")
+        return detainee
 
     async def set_officer_active(self, admin_id: str, officer_id: str, active: bool) -> Officer:
         async def work(uow: UnitOfWork, events: list[Event]) -> Officer:

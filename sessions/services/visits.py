@@ -1,5 +1,6 @@
-"""The visit itself: joining with the link and code, the officer's start and
-admission, warnings, mute, chat, the cut and the time limit, and the ledger."""
+"""The visit itself: joining with the link and code, the officer's start, the
+identity decisions (the face gate's, and the officer's admit or deny that
+override it), warnings, mute, chat, the cut and the time limit, and the ledger."""
 
 from __future__ import annotations
 
@@ -107,14 +108,7 @@ class VisitUseCases(SchedulingUseCases):
 
         async def work(uow: UnitOfWork, events: list[Event]) -> Visit:
             visit = await self._visit(uow, visit_id)
-            now = self.clock.now()
-            visit.end(reason, actor, now, note)
-            await uow.visits.update(visit)
-            events.extend(visit.events)
-            for credential in await uow.credentials.for_visit(visit.id):
-                credential.revoke(f"visit ended: {reason.value}", now, actor)
-                await uow.credentials.update(credential)
-                events.extend(credential.events)
+            await _end_and_revoke(uow, events, visit, reason, actor, self.clock.now(), note)
             return visit
 
         return await self._transaction(work)
@@ -141,7 +135,12 @@ class VisitUseCases(SchedulingUseCases):
 
     # -- face checks ---------------------------------------------------------------
     async def record_identity_result(
-        self, visit_id: str, *, passed: bool, persons: Sequence[Mapping[str, object]]
+        self,
+        visit_id: str,
+        *,
+        passed: bool,
+        persons: Sequence[Mapping[str, object]],
+        snapshot_ref: str | None = None,
     ) -> Visit:
         """The automatic gate's decision (``visit.identity_checked``, with each
         person's distances); a pass takes a visit still in identity_check live in
@@ -164,6 +163,7 @@ class VisitUseCases(SchedulingUseCases):
                     now,
                     passed=passed,
                     persons=list(persons),
+                    snapshot_ref=snapshot_ref,
                 )
             )
             if passed:
@@ -173,6 +173,74 @@ class VisitUseCases(SchedulingUseCases):
             return visit
 
         return await self._transaction(work)
+
+    async def admit_visit(self, officer_id: str, visit_id: str, reason: str) -> Visit:
+        """The duty officer's override of the face gate (the card checked by eye, a
+        visitor the gate cannot read): ``visit.identity_checked`` with ``override``
+        and the officer's reason, and the visit goes live, in one transaction, so
+        the ledger never shows a live visit without the decision that let it in."""
+        why = _reason(reason, required=True)
+        assert why is not None
+
+        async def work(uow: UnitOfWork, events: list[Event]) -> Visit:
+            visit = await self._checking_visit(uow, officer_id, visit_id)
+            now, actor = self.clock.now(), officer_actor(officer_id)
+            events.append(
+                _visit_event(
+                    visit,
+                    EventName.VISIT_IDENTITY_CHECKED,
+                    actor,
+                    now,
+                    passed=True,
+                    override=True,
+                    reason=why,
+                    officer=officer_id,
+                )
+            )
+            visit.go_live(actor, now)
+            await uow.visits.update(visit)
+            events.extend(visit.events)
+            return visit
+
+        return await self._transaction(work)
+
+    async def deny_identity(self, officer_id: str, visit_id: str, reason: str | None) -> Visit:
+        """The duty officer decides the visitor is not who the application says:
+        ``visit.identity_checked`` (not passed, ``override``) and the visit ends with
+        ``identity_failed``, its link and code revoked, in one transaction. The
+        caller stops the media first, as for a cut."""
+        why = _reason(reason or "", required=False)
+
+        async def work(uow: UnitOfWork, events: list[Event]) -> Visit:
+            visit = await self._checking_visit(uow, officer_id, visit_id)
+            now, actor = self.clock.now(), officer_actor(officer_id)
+            events.append(
+                _visit_event(
+                    visit,
+                    EventName.VISIT_IDENTITY_CHECKED,
+                    actor,
+                    now,
+                    passed=False,
+                    override=True,
+                    reason=why,
+                    officer=officer_id,
+                )
+            )
+            await _end_and_revoke(uow, events, visit, EndReason.IDENTITY_FAILED, actor, now, why)
+            return visit
+
+        return await self._transaction(work)
+
+    async def _checking_visit(self, uow: UnitOfWork, officer_id: str, visit_id: str) -> Visit:
+        """The visit, if ``officer_id`` is on duty at its facility and it is in its
+        identity check (the only time the officer's identity decision means anything)."""
+        officer = await self._officer(uow, officer_id)
+        visit = await self._visit(uow, visit_id)
+        officer.require(Role.DUTY)
+        officer.require_facility(visit.facility_id)
+        if visit.state is not VisitState.IDENTITY_CHECK:
+            raise identity_not_checking()
+        return visit
 
     async def raise_face_alert(self, visit_id: str, side: str, **details: object) -> Event:
         """An unexpected face agreed over several samples (``visit.face_alert``):
@@ -364,3 +432,53 @@ class VisitUseCases(SchedulingUseCases):
         async with self.uow() as uow:
             records = await uow.audit.records()
         return verify_chain(records)
+
+
+#: Longest reason an officer gives for admitting or turning away a visitor.
+IDENTITY_REASON_MAX_CHARS = 200
+
+
+def identity_not_checking() -> InvalidTransition:
+    """The officer's identity decision came outside ``identity_check``."""
+    return InvalidTransition(
+        "identity_not_checking",
+        "只有在身份核验阶段才能作出核验决定",
+        "Identity decisions can only be made during the identity check",
+    )
+
+
+def _reason(raw: str, *, required: bool) -> str | None:
+    """The officer's reason, cleaned like any visit text; an empty one is refused
+    when ``required`` (admitting must say why) and None otherwise."""
+    try:
+        return visit_text(raw, IDENTITY_REASON_MAX_CHARS, "reason")
+    except ValidationError as error:
+        if error.code != "text_empty":
+            raise
+        if required:
+            raise ValidationError(
+                "reason_required",
+                "请填写人工核验的理由",
+                "Give the reason for admitting the visitor",
+                field="reason",
+            ) from None
+        return None
+
+
+async def _end_and_revoke(
+    uow: UnitOfWork,
+    events: list[Event],
+    visit: Visit,
+    reason: EndReason,
+    actor: str,
+    now: datetime,
+    note: str | None,
+) -> None:
+    """End ``visit`` and revoke its link and code, inside the caller's transaction."""
+    visit.end(reason, actor, now, note)
+    await uow.visits.update(visit)
+    events.extend(visit.events)
+    for credential in await uow.credentials.for_visit(visit.id):
+        credential.revoke(f"visit ended: {reason.value}", now, actor)
+        await uow.credentials.update(credential)
+        events.extend(credential.events)

@@ -49,13 +49,16 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path, **options: str) -> AsyncIterator[LiveServer]:
-    """The app on a free port of 127.0.0.1 with the demo seeded; ``options`` are settings."""
+async def serving(
+    tmp_path: Path, *, id_photo: bytes | None = None, **options: str
+) -> AsyncIterator[LiveServer]:
+    """The app on a free port of 127.0.0.1 with the demo seeded; ``options`` are settings;
+    ``id_photo``: the demo visitor's ID-card photo (enrolled: the face gate runs)."""
     port = free_port()
     settings = Settings.from_sources(
         {"data_dir": str(tmp_path / "data"), "port": str(port), **options}, environ={}
     )
-    demo = await seed(settings)
+    demo = await seed(settings, id_photo=id_photo)
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -142,7 +142,8 @@ async def live(setup: tuple[Http, DemoSeed], media_file: Path) -> AsyncIterator[
     )
     officer_signal = await officer_socket(http, visit_id)
     assert (await officer_signal.request("start"))["type"] == "ack"
-    assert (await officer_signal.request("admit"))["type"] == "ack"
+    admitted = await officer_signal.request("admit", reason="民警人工核验身份证件与本人一致")
+    assert admitted["type"] == "ack"
     await relative_signal.until("state")
 
     player = source_player(media_file)

@@ -35,7 +35,7 @@ async def test_after_upgrade_the_schema_matches_the_tables_exactly(engine: Async
 
 async def test_after_upgrade_the_database_is_at_the_head_revision(engine: AsyncEngine) -> None:
     await upgrade(engine)
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
     assert await current_revision(engine) == head_revision()
 
 

@@ -389,6 +389,52 @@ async def test_a_visitors_face_encoding_round_trips_bytes_exact_or_none(
     assert [v.face_encoding for v in again.visitors] == [None, b"\1" * 1024]
 
 
+async def test_a_detainees_face_encoding_round_trips_bytes_exact_set_replaced_or_none(
+    uow_factory: UowFactory,
+) -> None:
+    world = await seed(uow_factory)
+    enrolled = Detainee(
+        id="det-3",
+        facility_id="fac-1",
+        name="钱七",
+        admitted_on=date(2026, 2, 1),
+        photo_ref="fac-1/" + "a" * 32 + ".jpg",
+        face_encoding=ENCODING,
+    )
+    async with uow_factory() as uow:
+        await uow.detainees.add(enrolled)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = await uow.detainees.get("det-3")
+        plain = await uow.detainees.get("det-1")
+        listed = await uow.detainees.list_by_facility("fac-1")
+        found = await uow.detainees.find_by_name("fac-1", "钱七")
+    assert stored == enrolled
+    assert stored is not None and type(stored.face_encoding) is bytes
+    assert stored.face_encoding == ENCODING
+    assert plain == world.detainee and plain.face_encoding is None
+    assert [d.face_encoding for d in listed if d.id == "det-3"] == [ENCODING]
+    assert [type(d.face_encoding) for d in found] == [bytes]
+
+    # Enrolling a detainee registered without one, and replacing one.
+    async with uow_factory() as uow:
+        await uow.detainees.update(replace(world.detainee, face_encoding=b"\1" * 1024))
+        await uow.detainees.update(replace(enrolled, face_encoding=b"\0" * 1024))
+        await uow.commit()
+    async with uow_factory() as uow:
+        first = await uow.detainees.get("det-1")
+        third = await uow.detainees.get("det-3")
+    assert first is not None and first.face_encoding == b"\1" * 1024
+    assert third is not None and third.face_encoding == b"\0" * 1024
+
+    async with uow_factory() as uow:
+        await uow.detainees.update(replace(enrolled, face_encoding=None))
+        await uow.commit()
+    async with uow_factory() as uow:
+        cleared = await uow.detainees.get("det-3")
+    assert cleared is not None and cleared.face_encoding is None
+
+
 async def test_an_appointment_round_trips(uow_factory: UowFactory) -> None:
     world = await seed(uow_factory)
     appt = appointment(world, "appt-1", T0.astimezone(BEIJING))

@@ -35,6 +35,8 @@ from tests.support.domain import SHANGHAI
 START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
 PATH = "/ws/visit"
 Client = TestClient[Request, Application]
+#: What the console prefills for the officer's override of the face gate.
+ADMIT_REASON = "民警人工核验身份证件与本人一致"
 #: Short periods so the countdown and the sweeper react within a test's patience.
 FAST = LiveTiming(sweep_interval=0.05, countdown_interval=0.05, tick_every=0.3, auth_timeout=2.0)
 
@@ -188,7 +190,7 @@ async def everyone_in(
 
 async def go_live(off: Screen) -> None:
     assert (await command(off, 100, "start"))["type"] == "ack"
-    assert (await command(off, 101, "admit"))["type"] == "ack"
+    assert (await command(off, 101, "admit", reason=ADMIT_REASON))["type"] == "ack"
 
 
 async def live_state(ws: Screen) -> dict[str, Any]:
@@ -442,6 +444,125 @@ async def test_a_cut_ends_the_visit_on_every_screen_and_the_link_stops_working(
     kiosk_again, error = await kiosk(client, demo, visit_id)
     assert error["code"] == "visit_ended"
     await kiosk_again.close()
+
+
+# -- the officer's identity decisions --------------------------------------------------------
+async def identity_records(client: Client, visit_id: str) -> list[Any]:
+    async with client.app[SERVICE].uow() as uow:
+        records = await uow.audit.records()
+    return [r for r in records if r.event == "visit.identity_checked" and r.subject_id == visit_id]
+
+
+async def test_admitting_needs_a_reason_and_the_ledger_keeps_it(
+    client: Client, demo: DemoSeed, visit_id: str
+) -> None:
+    rel, kio, off = await everyone_in(client, demo, visit_id)
+    assert (await command(off, 1, "start"))["type"] == "ack"
+    missing = await command(off, 2, "admit")
+    assert missing["type"] == "error" and missing["code"] == "invalid_field"
+    assert missing["field"] == "reason"
+    blank = await command(off, 3, "admit", reason="  \u202e ")
+    assert blank["code"] == "reason_required" and blank["message"] == "请填写人工核验的理由"
+    too_long = await command(off, 4, "admit", reason="理" * 201)
+    assert too_long["code"] == "too_long" and too_long["field"] == "reason"
+    assert await identity_records(client, visit_id) == []
+
+    assert (await command(off, 5, "admit", reason="证件照片较旧，人工比对一致"))["type"] == "ack"
+    for ws in (rel, kio, off):
+        await live_state(ws)
+    (checked,) = await identity_records(client, visit_id)
+    officer_id = checked.actor.removeprefix("officer:")
+    assert checked.actor.startswith("officer:")
+    assert checked.data == {
+        "passed": True,
+        "override": True,
+        "reason": "证件照片较旧，人工比对一致",
+        "officer": officer_id,
+    }
+    async with client.app[SERVICE].uow() as uow:
+        records = await uow.audit.records()
+    [went_live] = [r for r in records if r.event == "visit.went_live"]
+    assert went_live.actor == checked.actor and went_live.seq == checked.seq + 1
+    for ws in (rel, kio, off):
+        await ws.close()
+
+
+async def test_admit_and_deny_are_refused_outside_the_identity_check(
+    client: Client, demo: DemoSeed, visit_id: str
+) -> None:
+    rel, kio, off = await everyone_in(client, demo, visit_id)
+    early = await command(off, 1, "admit", reason=ADMIT_REASON)
+    assert early["code"] == "identity_not_checking"
+    assert early["message"] == "只有在身份核验阶段才能作出核验决定"
+    assert (await command(off, 2, "deny"))["code"] == "identity_not_checking"
+    await go_live(off)
+    await live_state(off)
+    late = await command(off, 3, "deny", reason="晚了")
+    assert late["code"] == "identity_not_checking"
+    assert (await command(off, 4, "admit", reason=ADMIT_REASON))["code"] == "identity_not_checking"
+    assert (await client.app[SERVICE].get_visit(visit_id)).state.value == "live"
+    # A refused deny never ends anything: the relative can still chat.
+    assert (await command(rel, 5, "chat", text="还在"))["type"] == "ack"
+    for ws in (rel, kio, off):
+        await ws.close()
+
+
+async def test_deny_ends_the_visit_as_identity_failed_and_revokes_the_link(
+    client: Client, demo: DemoSeed, visit_id: str
+) -> None:
+    rel, kio, off = await everyone_in(client, demo, visit_id)
+    assert (await command(off, 1, "start"))["type"] == "ack"
+    await off.send_json({"id": 2, "type": "deny", "reason": "本人与身份证照片不符"})
+    for ws in (rel, kio, off):
+        ended = await until(ws, "ended")
+        assert ended["reason"] == "identity_failed"
+        assert ended["message"] == "身份核验未通过"
+        assert ended["note"] == "本人与身份证照片不符"
+        assert await closed(ws) == 1000
+    (checked,) = await identity_records(client, visit_id)
+    assert checked.actor.startswith("officer:")
+    assert checked.data["passed"] is False and checked.data["override"] is True
+    assert checked.data["reason"] == "本人与身份证照片不符"
+    visit = await client.app[SERVICE].get_visit(visit_id)
+    assert visit.end_reason is not None and visit.end_reason.value == "identity_failed"
+    assert visit.ended_by == checked.actor
+    again, error = await relative(client, demo)
+    assert error["code"] == "credential_revoked"
+    await again.close()
+
+
+async def test_deny_without_a_reason_still_ends_the_visit(
+    client: Client, demo: DemoSeed, visit_id: str
+) -> None:
+    rel, kio, off = await everyone_in(client, demo, visit_id)
+    assert (await command(off, 1, "start"))["type"] == "ack"
+    await off.send_json({"id": 2, "type": "deny"})
+    ended = await until(rel, "ended")
+    assert ended["reason"] == "identity_failed" and "note" not in ended
+    (checked,) = await identity_records(client, visit_id)
+    assert checked.data["passed"] is False and checked.data["reason"] is None
+    for ws in (rel, kio, off):
+        await ws.close()
+
+
+async def test_only_the_duty_post_may_admit_or_deny(
+    client: Client, demo: DemoSeed, visit_id: str
+) -> None:
+    rel, kio, off = await everyone_in(client, demo, visit_id)
+    assert (await command(off, 1, "start"))["type"] == "ack"
+    leader, welcome = await officer(client, visit_id, "lingdao")  # 所领导 may watch
+    assert welcome["type"] == "welcome"
+    for msg_id, kind, fields in ((2, "admit", {"reason": ADMIT_REASON}), (3, "deny", {})):
+        refused = await command(leader, msg_id, kind, **fields)
+        assert refused["type"] == "error" and refused["code"] == "role_required", refused
+    for ws in (rel, kio):
+        refused = await command(ws, 4, "deny")
+        assert refused["code"] == "role_forbidden"
+    visit = await client.app[SERVICE].get_visit(visit_id)
+    assert visit.state.value == "identity_check"
+    assert await identity_records(client, visit_id) == []
+    for ws in (rel, kio, off, leader):
+        await ws.close()
 
 
 async def test_a_reconnect_replaces_the_old_socket_and_keeps_the_clock(

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import numpy as np
+import numpy.typing as npt
 
 from tests.support.testdata import VIDEO, face
 
@@ -90,3 +92,22 @@ def relative_camera(directory: Path) -> Path:
 def kiosk_camera(directory: Path) -> Path:
     """The kiosk's camera: a slow pan over obama_1.jpg."""
     return write_y4m(directory / "kiosk.y4m", face("obama_1.jpg"))
+
+
+def write_frames_y4m(path: Path, frames: list[npt.NDArray[np.uint8]], fps: int = 30) -> Path:
+    """A 640x480 yuv420p Y4M of composed RGB frames (``tests.support.faces``), each
+    letterboxed into 640x480 (the clip is 640x360: stretching would distort the faces)."""
+    with av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for n, picture in enumerate(frames):
+            canvas = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
+            h, w = min(HEIGHT, picture.shape[0]), min(WIDTH, picture.shape[1])
+            top, left = (HEIGHT - h) // 2, (WIDTH - w) // 2
+            canvas[top : top + h, left : left + w] = picture[:h, :w]
+            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24").reformat(format="yuv420p")
+            frame.pts = n
+            frame.time_base = fractions.Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path

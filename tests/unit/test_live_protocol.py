@@ -28,6 +28,7 @@ def test_each_command_declares_who_may_send_it() -> None:
         "chat": {"relative", "kiosk"},
         "start": {"officer"},
         "admit": {"officer"},
+        "deny": {"officer"},
         "warn": {"officer"},
         "mute": {"officer"},
         "cut": {"officer"},

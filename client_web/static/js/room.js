@@ -1,5 +1,6 @@
 // The relative's and the kiosk's visit page: camera preview, the call with the
-// server, countdown, chat, warnings, mute and the end of the visit.
+// server, the identity check's guidance (relative) or notice (kiosk), countdown,
+// chat, warnings, mute and the end of the visit.
 import { VisitClient, appendChat, cameraHelp, formatRemaining, micLevel } from "./visit-client.js";
 
 const root = document.querySelector("[data-visit-room]");
@@ -21,11 +22,94 @@ function show(selector, text) {
   if (el) el.textContent = text;
 }
 
+// -- the identity check (relative): what to do now, shown over the camera preview --
+// The preview is mirrored (a selfie view), so "turn left" (the person's own left)
+// is a movement towards the left of the screen: the arrow points the same way.
+const ARROWS = { left: "←", right: "→" };
+const STILL_CHECKING = new Set(["face", "card", "hold_still", "mismatch", "matched"]);
+let attemptsShown = false;
+
+function setText(el, text) {
+  // Only when it changed: a screen reader would read the same words every second.
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+function showGate(checking) {
+  const gate = $("[data-gate]");
+  const guide = $("[data-gate-guide]");
+  // Only the relative's preview grows for the check; the kiosk keeps its usual layout.
+  root.classList.toggle("checking", checking && role === "relative");
+  if (gate) gate.hidden = !checking;
+  if (guide && !checking) guide.hidden = true;
+  if (guide && checking && !gate.dataset.step) guide.hidden = false;
+  const kioskNote = $("[data-kiosk-gate]");
+  if (kioskNote) kioskNote.hidden = !checking;
+}
+
+function onIdentity(frame) {
+  const gate = $("[data-gate]");
+  const guide = $("[data-gate-guide]");
+  if (!gate || !guide) return;
+  const step = frame.step || "card";
+  gate.dataset.step = step;
+  guide.dataset.step = step;
+  guide.dataset.challenge = frame.challenge || "";
+  const done = step === "passed" || step === "failed";
+  guide.hidden = done;
+  setText($("[data-gate-message]"), frame.message || "");
+
+  const person = $("[data-gate-person]");
+  const many = typeof frame.people === "number" && frame.people > 1;
+  if (frame.person_name && !done) {
+    const place = many ? `（第${Math.min((frame.passed_people || 0) + 1, frame.people)}位，共${frame.people}位）` : "";
+    setText(person, `正在核验：${frame.person_name}${place}`);
+    person.hidden = false;
+  } else if (many && !done) {
+    setText(person, `已通过 ${frame.passed_people || 0} 位，共 ${frame.people} 位`);
+    person.hidden = false;
+  } else {
+    person.hidden = true;
+  }
+
+  const votes = $("[data-gate-votes]");
+  const needed = typeof frame.needed === "number" ? frame.needed : 0;
+  const counting = needed > 0 && STILL_CHECKING.has(step);
+  votes.hidden = !counting;
+  if (counting) {
+    const got = Math.min(frame.votes || 0, needed);
+    const dots = $("[data-gate-dots]");
+    if (dots.children.length !== needed || dots.dataset.got !== String(got)) {
+      dots.replaceChildren(...Array.from({ length: needed }, (_, i) => {
+        const dot = document.createElement("span");
+        dot.className = i < got ? "dot done" : "dot";
+        return dot;
+      }));
+      dots.dataset.got = String(got);
+    }
+    setText($("[data-gate-votes-text]"), `已确认 ${got}/${needed}`);
+  }
+
+  const direction = frame.challenge === "left" || step === "turn_left" ? "left"
+    : frame.challenge === "right" || step === "turn_right" ? "right" : "";
+  guide.dataset.direction = direction;
+  setText($("[data-guide-arrow]"), ARROWS[direction] || "");
+  const progress = $("[data-turn-progress]");
+  progress.value = typeof frame.progress === "number" ? Math.max(0, Math.min(1, frame.progress)) : 0;
+
+  const attempts = $("[data-gate-attempts]");
+  if (step === "mismatch" || step === "too_fast") attemptsShown = true;
+  const showAttempts = attemptsShown && typeof frame.attempts_left === "number" && !done;
+  attempts.hidden = !showAttempts;
+  if (showAttempts) setText(attempts, `还可以再试 ${frame.attempts_left} 次`);
+  $("[data-gate-wait]").hidden = step !== "failed";
+}
+
 function setState(frame) {
   if (frame.state_label) show("[data-state]", frame.state_label);
   // "Waiting for the officer" only while waiting.
   const note = $("[data-lobby-note]");
   if (note && frame.state) note.hidden = !["scheduled", "lobby"].includes(frame.state);
+  if (frame.state) showGate(frame.state === "identity_check");
   if (typeof frame.remaining_seconds === "number" && frame.state === "live") {
     remainingAt = { seconds: frame.remaining_seconds, at: performance.now() };
   }
@@ -52,6 +136,7 @@ client.addEventListener("track", (e) => {
   }
 });
 client.addEventListener("chat", (e) => appendChat($("[data-chat-list]"), SENDERS[e.detail.sender] || e.detail.sender, e.detail.text));
+client.addEventListener("identity", (e) => onIdentity(e.detail));
 client.addEventListener("warning", (e) => show("[data-warning]", e.detail.text || e.detail.message));
 client.addEventListener("time_warning", (e) => show("[data-warning]", e.detail.message));
 client.addEventListener("muted", (e) => {

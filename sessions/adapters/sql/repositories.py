@@ -265,11 +265,16 @@ _DETAINEE_FIELDS = (
     "in_detox_treatment",
     "pending_criminal_transfer",
     "photo_ref",
+    "face_encoding",
 )
 
 
 def _detainee(row: Row[Any]) -> Detainee:
-    return Detainee(**{name: getattr(row, name) for name in _DETAINEE_FIELDS})
+    values = {name: getattr(row, name) for name in _DETAINEE_FIELDS}
+    # PostgreSQL's driver hands back a memoryview for BYTEA; the domain holds bytes.
+    if values["face_encoding"] is not None:
+        values["face_encoding"] = bytes(values["face_encoding"])
+    return Detainee(**values)
 
 
 class SqlDetainees(_Repo, DetaineeRepository):

@@ -127,6 +127,7 @@ detainees = Table(
     Column("in_detox_treatment", Boolean, nullable=False),
     Column("pending_criminal_transfer", Boolean, nullable=False),
     Column("photo_ref", String(NAME), nullable=True),
+    Column("face_encoding", LargeBinary, nullable=True),
     Index("ix_detainees_facility_id_name", "facility_id", "name"),
 )
 
