@@ -84,10 +84,36 @@ def test_every_flag_defaults_to_none_so_the_environment_can_apply() -> None:
         "turn_username",
         "turn_password",
         "workers",
+        "face_interval",
+        "presence_timeout",
         "lang",
         "public_url",
     }
     assert all(value is None for value in flags.values())
+
+
+def test_face_check_timings_default_and_come_from_flags_or_environment() -> None:
+    settings = build()
+    assert (settings.face_interval, settings.presence_timeout) == (1.0, 20.0)
+    settings = build(
+        {"face_interval": "0.5"},
+        environ={"VISITGATE_FACE_INTERVAL": "2", "VISITGATE_PRESENCE_TIMEOUT": "45"},
+    )
+    assert (settings.face_interval, settings.presence_timeout) == (0.5, 45.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("VISITGATE_FACE_INTERVAL", "0"),
+        ("VISITGATE_FACE_INTERVAL", "fast"),
+        ("VISITGATE_PRESENCE_TIMEOUT", "1"),
+        ("VISITGATE_PRESENCE_TIMEOUT", "9999"),
+    ],
+)
+def test_face_check_timings_out_of_range_are_refused(env: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=env):
+        build(environ={env: value})
 
 
 # --- precedence -------------------------------------------------------------------------------
