@@ -1,4 +1,5 @@
-"""The ``visitgate`` command: serve, migrate, create-facility, create-officer, demo.
+"""The ``visitgate`` command: serve, migrate, create-facility, create-officer,
+recognition-worker, demo.
 
 This is the edge of the process: it builds ``Settings`` from flags and the
 environment once and passes it in; nothing below reads either.
@@ -10,9 +11,12 @@ import argparse
 import asyncio
 import getpass
 import logging
+import signal
 import ssl
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
+from types import FrameType
 from typing import TypeVar
 
 from aiohttp import web
@@ -63,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
 
+    worker = commands.add_parser(
+        "recognition-worker",
+        help="analyse faces for servers sharing a Redis (needs REDIS_URL) / 人脸识别工作进程",
+    )
+    add_arguments(worker)
+    worker.add_argument(
+        "--group",
+        default=None,
+        help="Redis consumer group (default: visitgate-recognition; servers use the same)",
+    )
+    worker.add_argument(
+        "--consumer", default=None, help="this worker's name in the group (default: HOSTNAME-PID)"
+    )
+
     demo = commands.add_parser("demo", help="seeded demo server / 演示")
     add_arguments(demo)
     demo.add_argument(
@@ -105,6 +123,43 @@ def serve(settings: Settings, *, migrate: bool = True) -> None:
     web.run_app(
         app, host=settings.host, port=settings.port, ssl_context=_ssl_context(settings), print=None
     )
+
+
+def recognition_worker(
+    settings: Settings, *, group: str | None = None, consumer: str | None = None
+) -> int:
+    """Run one recognition worker on the Redis stream until SIGINT or SIGTERM.
+
+    The signal only sets an event the worker polls between frames (within a
+    second), so a frame being analysed is finished and answered, and the worker
+    leaves its consumer group, instead of dying with the entry pending."""
+    if settings.redis_url is None:
+        print(
+            "错误 / error: 识别工作进程需要 Redis，请设置 --redis-url 或 REDIS_URL / "
+            "the recognition worker needs Redis: set --redis-url or REDIS_URL",
+            file=sys.stderr,
+        )
+        return 2
+    # Imported here: dlib and the models are for this command only.
+    from recognition.stream import GROUP, run_worker
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current frame", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print("识别工作进程启动中 / recognition worker starting", flush=True)
+        stats = run_worker(
+            settings.redis_url, group=group or GROUP, consumer=consumer, stop_event=stop
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"识别工作进程已停止 / recognition worker stopped: {stats}", flush=True)
+    return 0
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -150,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         parser.error(str(exc))
     try:
+        if args.command == "recognition-worker":
+            return recognition_worker(settings, group=args.group, consumer=args.consumer)
         if args.command == "serve":
             serve(settings, migrate=not args.no_migrate)
         elif args.command == "migrate":

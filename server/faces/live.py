@@ -2,7 +2,8 @@
 visit whose media is up and whose state is ``identity_check`` or ``live``, and the metrics.
 
 Owns: the pool (``settings.workers`` processes, started on first use and stopped with the
-app; its back-pressure exported on ``app[REGISTRY]``), the enrolments of a visit's visitors
+app; with ``settings.redis_url``, a ``StreamPool`` feeding ``visitgate recognition-worker``
+processes over a Redis stream instead; its back-pressure exported on ``app[REGISTRY]``), the enrolments of a visit's visitors
 (stored encodings; else enrolled once from the stored ID photo in a thread), and the
 settings the visits share (sampling interval, re-verification timeout, the gate's rules and
 the random source of its challenge direction).
@@ -29,6 +30,7 @@ from prometheus_client.registry import Collector
 from recognition.analysis import FrameAnalysis
 from recognition.enrolment import encoding_from_bytes, enrol
 from recognition.gate import GateRules
+from recognition.stream import StreamPool
 from recognition.verify import Enrolled
 from recognition.worker import RecognitionPool
 from sessions.applications import Application
@@ -59,15 +61,19 @@ class LiveRecognition:
         presence_timeout: float = 20.0,
         gate_rules: GateRules | None = None,
         rng: random.Random | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.app = app
         self.workers = workers
+        #: With a Redis URL the frames go to ``recognition-worker`` processes (on this or
+        #: other machines) over a Redis stream; without, to this server's own processes.
+        self.redis_url = redis_url
         self.interval = interval
         self.presence_timeout = presence_timeout
         self.gate_rules = gate_rules or GateRules()
         #: Which way the gate asks to turn (tests fix it; otherwise unpredictable).
         self.rng = rng or system_rng()
-        self.pool: RecognitionPool | None = None
+        self.pool: RecognitionPool | StreamPool | None = None
         self.sessions: dict[str, VisitFaces] = {}
         self.alerts = 0
         self._starting: asyncio.Task[None] | None = None
@@ -88,13 +94,17 @@ class LiveRecognition:
         if self._closed:
             return
         if self._starting is None:
-            pool = RecognitionPool(self.workers, on_result=self._dispatch)
+            pool: RecognitionPool | StreamPool = (
+                StreamPool(self.redis_url, self.workers, on_result=self._dispatch)
+                if self.redis_url
+                else RecognitionPool(self.workers, on_result=self._dispatch)
+            )
             self._starting = asyncio.get_running_loop().create_task(
                 self._start(pool), name="recognition-pool-start"
             )
         await asyncio.shield(self._starting)
 
-    async def _start(self, pool: RecognitionPool) -> None:
+    async def _start(self, pool: RecognitionPool | StreamPool) -> None:
         await pool.start()
         self.pool = pool
 
@@ -224,6 +234,7 @@ def setup(app: web.Application) -> None:
         workers=settings.workers,
         interval=settings.face_interval,
         presence_timeout=settings.presence_timeout,
+        redis_url=settings.redis_url,
     )
     app[RECOGNITION] = recognition
     app[LIVE].watcher = recognition

@@ -105,13 +105,14 @@ async def lead_visit(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Biden
 
 
 async def scheduled_visit(
-    tmp_path: Path, aiohttp_client: Any, id_photo: str
+    tmp_path: Path, aiohttp_client: Any, id_photo: str, **options: str
 ) -> AsyncIterator[BidenVisit]:
     """The demo facility, plus a fresh application whose visitor's ID photo is
     ``id_photo``, submitted, accepted, approved and scheduled through the service."""
     clock = ManualClock(START)
     settings = Settings.from_sources(
-        {"data_dir": str(tmp_path), "ice_hosts": "127.0.0.1", "workers": "1"}, environ={}
+        {"data_dir": str(tmp_path), "ice_hosts": "127.0.0.1", "workers": "1", **options},
+        environ={},
     )
     demo = await seed(settings, clock)
     http = await aiohttp_client(create_app(settings, clock=clock))
