@@ -48,7 +48,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,9 +58,10 @@ from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from recognition import codec
-from recognition.analysis import FrameAnalysis, FrameRequest, Mode, Side, analyse
-from recognition.models import Box, Image, load_models
-from recognition.worker import Key, PoolStats, default_processes
+from recognition.analysis import FrameAnalysis, FrameRequest, analyse
+from recognition.models import load_models
+from recognition.slots import Key, LatestFramePool
+from recognition.worker import default_processes
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +159,6 @@ class _Throttled:
         self._last, self._unlogged = now, 0
 
 
-@dataclass(slots=True)
-class _Waiting:
-    request: FrameRequest
-    submitted_at: float
-
-
 @dataclass(slots=True, eq=False)
 class _InFlight:
     seq: int
@@ -171,7 +166,7 @@ class _InFlight:
     timer: asyncio.TimerHandle | None = None
 
 
-class StreamPool:
+class StreamPool(LatestFramePool["_InFlight"]):
     """``RecognitionPool``'s interface, with the work done by ``run_worker``
     processes anywhere that reach the same Redis.
 
@@ -193,19 +188,18 @@ class StreamPool:
         maxlen: int = REQUESTS_MAXLEN,
         block_s: float = BLOCK_S,
     ) -> None:
-        self.processes = processes if processes is not None else default_processes()
-        if self.processes < 1:
+        count = processes if processes is not None else default_processes()
+        if count < 1:
             raise ValueError("a recognition pool needs at least one frame in flight")
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        super().__init__(count, on_result=on_result, max_results=max_results, clock=clock)
         self.redis_url = redis_url
         self.stream = stream
         self.group = group
         self.timeout_s = timeout_s
         self._maxlen = maxlen
         self._block_ms = max(1, round(block_s * 1000))
-        self._on_result = on_result
-        self._clock = clock
         #: This server's results stream: unique per pool, so two servers (or two
         #: pools in one test) never read each other's results.
         self.results_stream = f"{RESULTS_PREFIX}{default_consumer()}-{uuid.uuid4().hex[:12]}"
@@ -216,17 +210,10 @@ class StreamPool:
         # Holds at most ``processes`` items: ``_pump`` adds one only for a free slot.
         # None wakes the sender to stop.
         self._outbox: asyncio.Queue[tuple[Key, _InFlight, FrameRequest] | None] = asyncio.Queue()
-        self._waiting: dict[Key, _Waiting] = {}
-        self._in_flight: dict[Key, _InFlight] = {}
-        self._seq: dict[Key, int] = {}
-        self._results: asyncio.Queue[FrameAnalysis | None] = asyncio.Queue(max_results)
         # With no worker (or no Redis), every frame fails: one line per 10 s, not per frame.
         self._timeouts = _Throttled(clock)
         self._send_errors = _Throttled(clock)
         self._started = False
-        self._closed = False
-        self._submitted = self._processed = self._dropped = self._failed = 0
-        self._results_dropped = 0
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -301,84 +288,15 @@ class StreamPool:
         if pending:
             log.error("recognition stream tasks did not stop: %s", pending)
 
-    # --- the loop-facing side ------------------------------------------------------------
-
-    def submit(
-        self,
-        visit_id: str,
-        side: Side,
-        frame: Image,
-        *,
-        mode: Mode = "watch",
-        skip: tuple[Box, ...] = (),
-        card_hint: Box | None = None,
-        **fields: Any,
-    ) -> int:
-        """Offer the latest sampled frame of a visit side; returns its sequence
-        number. Never blocks: replaces a frame still waiting for that side.
-        ``fields`` are further ``FrameRequest`` fields, passed on by name."""
-        if self._closed or not self._started:
-            raise RuntimeError("the recognition pool is not running")
-        key: Key = (visit_id, side)
-        seq = self._seq.get(key, 0) + 1
-        request = FrameRequest(
-            visit_id=visit_id,
-            side=side,
-            seq=seq,
-            frame=frame,
-            mode=mode,
-            skip=skip,
-            card_hint=card_hint,
-            **fields,
-        )
-        self._seq[key] = seq
-        self._submitted += 1
-        if key in self._waiting:
-            self._dropped += 1
-        # Assigning to an existing key keeps its place in line (as RecognitionPool).
-        self._waiting[key] = _Waiting(request, self._clock())
-        self._pump()
-        return seq
-
-    def forget(self, visit_id: str) -> None:
-        """The visit ended: drop its waiting frames and sequence counters."""
-        for key in [k for k in self._waiting if k[0] == visit_id]:
-            del self._waiting[key]
-        for key in [k for k in self._seq if k[0] == visit_id]:
-            del self._seq[key]
-
-    async def results(self) -> AsyncIterator[FrameAnalysis]:
-        """Results in completion order, until ``stop()``."""
-        while True:
-            item = await self._results.get()
-            if item is None:
-                return
-            yield item
-
-    def stats(self) -> PoolStats:
-        now = self._clock()
-        oldest = min((w.submitted_at for w in self._waiting.values()), default=now)
-        return PoolStats(
-            processes=self.processes,
-            submitted=self._submitted,
-            processed=self._processed,
-            dropped=self._dropped,
-            failed=self._failed,
-            results_dropped=self._results_dropped,
-            waiting=len(self._waiting),
-            in_flight=len(self._in_flight),
-            oldest_waiting_s=max(0.0, now - oldest),
-        )
-
     # --- internals -----------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return self._started
 
     def _pump(self) -> None:
         assert self._loop is not None
-        while not self._closed and len(self._in_flight) < self.processes:
-            key = next((k for k in self._waiting if k not in self._in_flight), None)
-            if key is None:
-                return
-            waiting = self._waiting.pop(key)
+        while not self._closed and (taken := self._next_waiting()) is not None:
+            key, waiting = taken
             flight = _InFlight(waiting.request.seq, waiting.submitted_at)
             flight.timer = self._loop.call_later(self.timeout_s, self._timed_out, key, flight)
             self._in_flight[key] = flight
@@ -494,18 +412,6 @@ class StreamPool:
                 dataclasses.replace(result, latency_s=self._clock() - flight.submitted_at)
             )
         self._pump()
-
-    def _deliver(self, result: FrameAnalysis | None) -> None:
-        if result is not None and self._on_result is not None:
-            try:
-                self._on_result(result)
-            except Exception:
-                log.exception("recognition result callback failed")
-            return
-        if self._results.full():
-            self._results.get_nowait()
-            self._results_dropped += 1
-        self._results.put_nowait(result)
 
 
 # --- the worker side -------------------------------------------------------------------------
