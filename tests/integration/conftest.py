@@ -1,4 +1,5 @@
-"""Backends for the storage tests: memory, SQLite on a temp file, a real PostgreSQL database.
+"""Backends for the storage tests: memory, SQLite on a temp file, a real PostgreSQL database;
+and the seeded demo app the page, console and API tests share.
 
 The URL fixtures are synchronous on purpose: ``postgres_url`` creates its database with
 ``asyncio.run``, which cannot be called from inside the event loop an async fixture runs in,
@@ -11,11 +12,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
+from aiohttp.web import Application, Request
+from pytest_aiohttp.plugin import AiohttpClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.app import create_app
+from server.demo import DemoSeed, seed
+from server.settings import Settings
 from sessions.adapters.sql import SqlUnitOfWorkFactory, create_engine, upgrade
+from sessions.clock import ManualClock
 from sessions.memory import MemoryUnitOfWorkFactory
 from sessions.repository import UnitOfWork
+from tests.support.domain import APP_START
 
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 ALL_BACKENDS = ["memory", *SQL_BACKENDS]
@@ -73,3 +82,28 @@ async def uow_factory(backend_url: str | None) -> AsyncIterator[UowFactory]:
         yield SqlUnitOfWorkFactory(made)
     finally:
         await made.dispose()
+
+
+# --- the seeded demo app (demo facility, officers, detainee, kiosk, scheduled visit) ---------
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_sources({"data_dir": str(tmp_path)}, environ={})
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(APP_START)
+
+
+@pytest.fixture
+async def demo(settings: Settings, clock: ManualClock) -> DemoSeed:
+    return await seed(settings, clock)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings, clock: ManualClock, demo: DemoSeed
+) -> TestClient[Request, Application]:
+    return await aiohttp_client(create_app(settings, clock=clock))

@@ -4,8 +4,7 @@ a 4xx with a Chinese message and leaves nothing half-written."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,30 +13,15 @@ from aiohttp.web import Application, Request
 from pytest_aiohttp.plugin import AiohttpClient
 
 from server.app import create_app
-from server.demo import DEMO_PASSWORD, DemoSeed, seed
+from server.demo import DEMO_PASSWORD, DemoSeed
 from server.keys import SERVICE
 from server.settings import Settings
 from sessions.clock import ManualClock
 from sessions.services import VisitorInput
-from tests.support.domain import SHANGHAI, id_number
+from tests.support.domain import APP_START as START
+from tests.support.domain import id_number
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
 Client = TestClient[Request, Application]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_sources({"data_dir": str(tmp_path)}, environ={})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def demo(settings: Settings, clock: ManualClock) -> DemoSeed:
-    return await seed(settings, clock)
 
 
 @pytest.fixture

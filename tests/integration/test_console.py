@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
-from pytest_aiohttp.plugin import AiohttpClient
 
-from server.app import create_app
 from server.auth import LoginThrottle
-from server.demo import DEMO_PASSWORD, DemoSeed, seed
+from server.demo import DEMO_PASSWORD, DemoSeed
 from server.keys import SERVICE
-from server.settings import Settings
 from server.uploads import PHOTOS
 from sessions.applications import ApplicationState
 from sessions.clock import ManualClock
@@ -28,33 +24,11 @@ from sessions.detainees import Detainee
 from sessions.facilities import Facility, FacilityKind
 from sessions.officers import Role
 from sessions.services import VisitGateService, VisitorInput
-from tests.support.domain import SHANGHAI, id_number
+from tests.support.domain import APP_START as START
+from tests.support.domain import id_number
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)  # a Monday
 Client = TestClient[Request, Application]
 CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_sources({"data_dir": str(tmp_path)}, environ={})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def demo(settings: Settings, clock: ManualClock) -> DemoSeed:
-    return await seed(settings, clock)
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: ManualClock, demo: DemoSeed
-) -> Client:
-    return await aiohttp_client(create_app(settings, clock=clock))
 
 
 def service_of(client: Client) -> VisitGateService:

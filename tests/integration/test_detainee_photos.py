@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import stat
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,48 +16,18 @@ from aiohttp import ClientResponse, FormData
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from PIL import Image, ImageFilter
-from pytest_aiohttp.plugin import AiohttpClient
 
 from recognition.enrolment import encoding_from_bytes, enrol
 from recognition.models import Encoding, distance
-from server.app import create_app
-from server.demo import DEMO_PASSWORD, DemoSeed, seed
-from server.keys import SERVICE
-from server.settings import Settings
+from server.demo import DEMO_PASSWORD
 from server.uploads import PHOTOS
-from sessions.clock import ManualClock
 from sessions.detainees import Detainee
 from sessions.facilities import FacilityKind
 from sessions.officers import Role
-from sessions.services import VisitGateService
-from tests.integration.test_console import log_in_as
-from tests.support.domain import SHANGHAI
+from tests.integration.test_console import log_in_as, service_of
 from tests.support.testdata import face
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
 Client = TestClient[Request, Application]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_sources({"data_dir": str(tmp_path)}, environ={})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def demo(settings: Settings, clock: ManualClock) -> DemoSeed:
-    return await seed(settings, clock)
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: ManualClock, demo: DemoSeed
-) -> Client:
-    return await aiohttp_client(create_app(settings, clock=clock))
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +67,6 @@ REFUSED = [
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def service_of(client: Client) -> VisitGateService:
-    return client.app[SERVICE]
-
-
 async def demo_detainee(client: Client) -> Detainee:
     async with service_of(client).uow() as uow:
         [facility] = await uow.facilities.list()

@@ -3,43 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
-import pytest
 from aiohttp.test_utils import TestClient
-from aiohttp.web import Application, Request
-from pytest_aiohttp.plugin import AiohttpClient
 
-from server.app import create_app
-from server.demo import DemoSeed, seed
-from server.settings import Settings
-from sessions.clock import ManualClock
-from tests.support.domain import SHANGHAI
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_sources({"data_dir": str(tmp_path)}, environ={})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-async def demo(settings: Settings, clock: ManualClock) -> DemoSeed:
-    return await seed(settings, clock)
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: ManualClock, demo: DemoSeed
-) -> TestClient[Request, Application]:
-    return await aiohttp_client(create_app(settings, clock=clock))
+from server.demo import DemoSeed
+from tests.support.domain import APP_START as START
 
 
 async def test_healthz_reports_the_database_and_metrics_count_it(client: TestClient) -> None:

@@ -20,6 +20,8 @@ from sessions.repository import UnitOfWork
 from sessions.services import VisitGateService, VisitorInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: A Monday morning: where the app tests' clock starts (the demo seeded at that time).
+APP_START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
 PASSWORD = "correct-horse-42"
 
 
