@@ -15,7 +15,7 @@ from playwright.async_api import Browser, async_playwright, expect
 
 from server.faces import RECOGNITION
 from tests.e2e.conftest import LiveServer, chromium_path, media_flags, serving
-from tests.e2e.test_live_visit import LIVE, PHONE, collect_console, officer_login
+from tests.e2e.test_live_visit import LIVE, officer_starts, relative_joins
 from tests.support import faces
 from tests.support.fake_media import write_frames_y4m, write_tone
 from tests.support.testdata import face
@@ -49,21 +49,10 @@ async def test_the_relative_passes_the_gate_and_the_visit_goes_live_by_itself(
 ) -> None:
     server, demo = gate_server, gate_server.demo
     logs: list[str] = []
-    relative = await gate_browser.new_page(viewport=PHONE, locale="zh-CN")
-    collect_console(relative, "relative", logs)
-    await relative.goto(f"{server.base_url}/v/{demo.visit_token}")
-    await relative.fill("#code", demo.visit_code)
-    await relative.click('form button[type="submit"]')
-    await expect(relative.locator("[data-visit-room]")).to_be_visible()
-
-    officer = await officer_login(browser, server, "zhiban")
-    collect_console(officer, "officer", logs)
+    relative = await relative_joins(gate_browser, server, logs)
     service = server.app[RECOGNITION].registry.service
     found, _ = await service.visit_for_token(demo.visit_token)
-    await officer.goto(f"{server.base_url}/console/visits/{found.id}")
-    start = officer.locator('button[data-action="start"]')
-    await expect(start).to_be_enabled()
-    await start.click()
+    officer = await officer_starts(browser, server, found.id, logs)
 
     # The gate's instructions reach the phone: the card first, then the head turn.
     page_text = relative.locator("[data-visit-room]")

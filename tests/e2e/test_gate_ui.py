@@ -17,7 +17,6 @@ import io
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw
 from playwright.async_api import Page, expect
@@ -29,7 +28,7 @@ from server.live.rooms import LiveVisit
 from server.snapshots import SNAPSHOTS
 from sessions.visits import VisitState
 from tests.e2e.conftest import LiveServer, MediaBrowsers
-from tests.e2e.test_live_visit import KIOSK, PHONE, collect_console, officer_login
+from tests.e2e.test_live_visit import kiosk_enters, officer_starts, relative_joins
 
 CHECKING = VisitState.IDENTITY_CHECK.label_zh  # 身份核验中
 LIVE_LABEL = VisitState.LIVE.label_zh
@@ -89,35 +88,14 @@ async def wait_for_room(server: LiveServer, visit_id: str) -> LiveVisit:
 async def test_the_gate_guides_the_relative_and_informs_the_officer_who_admits_with_a_reason(
     media_live_server: LiveServer, media_browsers: MediaBrowsers, artifacts: Path
 ) -> None:
-    server, demo = media_live_server, media_live_server.demo
+    server = media_live_server
     server.app[LIVE].watcher = None  # the frames below are the only face-check frames
-    base = server.base_url
     logs: list[str] = []
 
-    relative = await media_browsers.relative.new_page(viewport=PHONE, locale="zh-CN")
-    collect_console(relative, "relative", logs)
-    await relative.goto(f"{base}/v/{demo.visit_token}")
-    await relative.fill("#code", demo.visit_code)
-    await relative.click('form button[type="submit"]')
-    await expect(relative.locator("[data-visit-room]")).to_be_visible()
+    relative = await relative_joins(media_browsers.relative, server, logs)
     await expect(relative.locator("[data-gate]")).to_be_hidden()  # not before the check
-
-    kiosk = await media_browsers.kiosk.new_page(viewport=KIOSK, locale="zh-CN")
-    collect_console(kiosk, "kiosk", logs)
-    await kiosk.goto(f"{base}/kiosk?token={demo.kiosk_token}")
-    enter = kiosk.get_by_role("link", name="进入会见")
-    href = await enter.get_attribute("href")
-    assert href is not None
-    visit_id = urlsplit(href).path.rsplit("/", 1)[-1]
-    await enter.click()
-
-    officer = await officer_login(media_browsers.kiosk, server, "zhiban")
-    collect_console(officer, "officer", logs)
-    officer.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
-    await officer.goto(f"{base}/console/visits/{visit_id}")
-    start = officer.locator('button[data-action="start"]')
-    await expect(start).to_be_enabled()
-    await start.click()
+    kiosk, visit_id = await kiosk_enters(media_browsers.kiosk, server, logs)
+    officer = await officer_starts(media_browsers.kiosk, server, visit_id, logs)
     for page in (relative, kiosk, officer):
         await expect(page.locator("[data-state]")).to_have_text(CHECKING)
     room = await wait_for_room(server, visit_id)

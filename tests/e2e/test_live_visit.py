@@ -107,40 +107,56 @@ def collect_console(page: Page, name: str, sink: list[str]) -> None:
     page.on("pageerror", lambda e: sink.append(f"{name} pageerror: {e}"))
 
 
-async def test_relative_and_kiosk_see_each_other_and_the_officer_cuts(
-    media_live_server: LiveServer, media_browsers: MediaBrowsers, artifacts: Path
-) -> None:
-    server, demo = media_live_server, media_live_server.demo
-    base = server.base_url
-    logs: list[str] = []
-
-    # 1. The relative opens the SMS link on a phone and types the 会见码: the room page.
-    relative = await media_browsers.relative.new_page(viewport=PHONE, locale="zh-CN")
+async def relative_joins(browser: Browser, server: LiveServer, logs: list[str]) -> Page:
+    """The relative opens the SMS link on a phone and types the 会见码: the room page."""
+    relative = await browser.new_page(viewport=PHONE, locale="zh-CN")
     collect_console(relative, "relative", logs)
-    await relative.goto(f"{base}/v/{demo.visit_token}")
-    await relative.fill("#code", demo.visit_code)
+    await relative.goto(f"{server.base_url}/v/{server.demo.visit_token}")
+    await relative.fill("#code", server.demo.visit_code)
     await relative.click('form button[type="submit"]')
     await expect(relative.locator("[data-visit-room]")).to_be_visible()
+    return relative
 
-    # 2. The kiosk's day view lists the visit; 进入会见 opens its room.
-    kiosk = await media_browsers.kiosk.new_page(viewport=KIOSK, locale="zh-CN")
+
+async def kiosk_enters(browser: Browser, server: LiveServer, logs: list[str]) -> tuple[Page, str]:
+    """The kiosk's day view lists the visit; 进入会见 opens its room. Returns the visit id."""
+    kiosk = await browser.new_page(viewport=KIOSK, locale="zh-CN")
     collect_console(kiosk, "kiosk", logs)
-    await kiosk.goto(f"{base}/kiosk?token={demo.kiosk_token}")
+    await kiosk.goto(f"{server.base_url}/kiosk?token={server.demo.kiosk_token}")
     enter = kiosk.get_by_role("link", name="进入会见")
     href = await enter.get_attribute("href")
     assert href is not None
-    visit_id = urlsplit(href).path.rsplit("/", 1)[-1]
     await enter.click()
     await expect(kiosk.locator('[data-visit-room][data-role="kiosk"]')).to_be_visible()
+    return kiosk, urlsplit(href).path.rsplit("/", 1)[-1]
 
-    # 3. The duty officer (same browser as the kiosk, own context) starts and admits.
-    officer = await officer_login(media_browsers.kiosk, server, "zhiban")
+
+async def officer_starts(
+    browser: Browser, server: LiveServer, visit_id: str, logs: list[str]
+) -> Page:
+    """The duty officer opens the visit's watch page (confirm() dialogs accepted) and
+    presses 开机联线."""
+    officer = await officer_login(browser, server, "zhiban")
     collect_console(officer, "officer", logs)
     officer.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
-    await officer.goto(f"{base}/console/visits/{visit_id}")
+    await officer.goto(f"{server.base_url}/console/visits/{visit_id}")
     start = officer.locator('button[data-action="start"]')
     await expect(start).to_be_enabled()
     await start.click()
+    return officer
+
+
+async def test_relative_and_kiosk_see_each_other_and_the_officer_cuts(
+    media_live_server: LiveServer, media_browsers: MediaBrowsers, artifacts: Path
+) -> None:
+    server = media_live_server
+    logs: list[str] = []
+
+    # 1. The relative joins on a phone; 2. the kiosk enters; 3. the duty officer (same
+    # browser as the kiosk, own context) starts and admits.
+    relative = await relative_joins(media_browsers.relative, server, logs)
+    kiosk, visit_id = await kiosk_enters(media_browsers.kiosk, server, logs)
+    officer = await officer_starts(media_browsers.kiosk, server, visit_id, logs)
     admit = officer.locator('button[data-action="admit"]')
     await expect(admit).to_be_enabled()
     await admit.click()
