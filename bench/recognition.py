@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import random
 import statistics
 import sys
 import time
@@ -64,13 +63,14 @@ from recognition import images
 from recognition.analysis import FrameAnalysis, FrameRequest, analyse
 from recognition.card import CardFaces, judge
 from recognition.enrolment import enrol
-from recognition.gate import GateRules, IdentityGate
+from recognition.gate import CARD_INTERVAL, GateRules, IdentityGate
 from recognition.liveness import TurnRules
 from recognition.models import Box, Encoding, Image, distance, load_models
 from recognition.unexpected import UnexpectedFaceAlert, UnexpectedFaceWatch
 from recognition.verify import DEFAULT_THRESHOLD, Enrolled, Vote
-from server.faces.visit import CARD_INTERVAL, FAST_INTERVAL
+from server.faces.visit import FAST_INTERVAL
 from tests.support import faces
+from tests.support.gate import FixedChoice, sample_gate
 from tests.support.testdata import VIDEO, face
 
 GATE_NEEDED, GATE_WINDOW = GateRules().needed, GateRules().window
@@ -318,15 +318,6 @@ def clip_run(
 # --- liveness ------------------------------------------------------------------------------
 
 
-class _Fixed(random.Random):
-    def __init__(self, value: str) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def choice(self, seq):  # type: ignore[no-untyped-def, override]
-        return self.value
-
-
 @dataclass
 class LivenessRun:
     label: str
@@ -338,27 +329,16 @@ class LivenessRun:
 
 def liveness_run(label: str, frames: list[Image], direction: str, lead: Encoding) -> LivenessRun:
     rules = GateRules(attempts=1, liveness=TurnRules(timeout_s=8))
-    gate = IdentityGate([Enrolled("lead", lead)], rules, rng=_Fixed(direction))
-    last, cpu, back_at = -1.0, [], None
-    for index, frame in enumerate(frames):
-        at, mode = index / 30, gate.mode
-        if mode is None:
-            break
-        if at - last < (0.1 if mode == "liveness" else CARD_INTERVAL):
-            continue
-        last = at
-        request = FrameRequest(
-            "bench", "relative", index, frame, mode,
-            card_hint=gate.card_hint, track=gate.track, encode=gate.encode,
-        )  # fmt: skip
-        result = analyse(request)
-        if mode == "liveness":
-            cpu.append(result.cpu_ms)
-        update = gate.on_result(at, result)
+    gate = IdentityGate([Enrolled("lead", lead)], rules, rng=FixedChoice(direction))
+    cpu: list[float] = []
+    back_at: float | None = None
+    for sample in sample_gate(frames, gate):
+        if sample.mode == "liveness":
+            cpu.append(sample.result.cpu_ms)
         if gate.encode and back_at is None:
-            back_at = at
-        if update.outcome == "passed":
-            done = at + result.cpu_ms / 1000
+            back_at = sample.at
+        if sample.update.outcome == "passed":
+            done = sample.at + sample.result.cpu_ms / 1000
             return LivenessRun(label, True, None if back_at is None else done - back_at, cpu)
     return LivenessRun(label, False, None, cpu)
 

@@ -11,6 +11,7 @@ Must never: import aiohttp, aiortc or anything that needs an event loop.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -106,15 +107,10 @@ def poses_and_followed(
     if track is None:
         followed = max(boxes, key=lambda b: b.area)
     else:
-        followed = min(boxes, key=lambda b: _centre_distance(b, track))
+        followed = min(boxes, key=lambda b: math.dist(b.center, track.center))
     if followed.size < MIN_ENCODE_PX:
         return poses, ()
     return poses, (Face(followed, encode(frame, followed)),)
-
-
-def _centre_distance(a: Box, b: Box) -> float:
-    (ax, ay), (bx, by) = a.center, b.center
-    return float(((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5)
 
 
 def analyse(request: FrameRequest) -> FrameAnalysis:

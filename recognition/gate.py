@@ -25,7 +25,7 @@ from typing import Literal
 
 from recognition.analysis import FrameAnalysis, Mode
 from recognition.card import CardCheck, CardFaces, judge
-from recognition.liveness import Direction, HeadTurnChallenge, TurnRules
+from recognition.liveness import TURN_INTERVAL, Direction, HeadTurnChallenge, TurnRules
 from recognition.models import Box
 from recognition.verify import DEFAULT_THRESHOLD, Enrolled, Vote, match
 
@@ -43,6 +43,9 @@ Step = Literal[
     "failed",
 ]
 Outcome = Literal["pending", "passed", "failed"]
+
+#: Seconds between samples while the ID card is checked (3 votes in about a second).
+CARD_INTERVAL = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,14 @@ class IdentityGate:
         if self.outcome != "pending":
             return None
         return "liveness" if self.challenge is not None else "card"
+
+    @property
+    def interval(self) -> float | None:
+        """Seconds between the samples the current step needs (None once decided)."""
+        mode = self.mode
+        if mode is None:
+            return None
+        return TURN_INTERVAL if mode == "liveness" else CARD_INTERVAL
 
     @property
     def track(self) -> Box | None:
@@ -204,11 +215,13 @@ class IdentityGate:
                 return self._update("failed", person)
             self._challenge(at, person)  # again, with a new direction
             return self._update("mismatch" if status.step == "mismatch" else "too_fast", person)
-        step: Step = {
-            "front": "turn_back",
-            "back": "turn_back",
-            "too_fast": "too_fast",
-        }.get(status.step, self._turn_step())  # type: ignore[assignment]
+        step: Step
+        if status.step in ("front", "back"):
+            step = "turn_back"
+        elif status.step == "too_fast":
+            step = "too_fast"
+        else:
+            step = self._turn_step()
         return self._update(step, person, progress=status.progress)
 
     def _person_passed(self, person: str) -> GateUpdate:

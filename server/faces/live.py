@@ -42,7 +42,7 @@ from ..live.rooms import LIVE, LiveRegistry, LiveVisit
 from ..media.tap import FrameTap
 from ..snapshots import SNAPSHOTS, SnapshotStore
 from ..uploads import PHOTOS
-from .visit import VisitFaces, system_rng
+from .visit import VisitFaces, system_rng, visitor_person
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class LiveRecognition:
         photos = self.app.get(PHOTOS)
         enrolled = []
         for index, visitor in enumerate(application.visitors, start=1):
-            person = f"visitor-{index}"
+            person = visitor_person(index)
             stored = getattr(visitor, "face_encoding", None)
             try:
                 if isinstance(stored, bytes | bytearray):

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from recognition.analysis import FrameAnalysis, Mode, Side
 from recognition.enrolment import encoding_from_bytes
 from recognition.gate import GateUpdate, IdentityGate
-from recognition.liveness import TURN_INTERVAL
 from recognition.models import Box, Image
 from recognition.presence import PresenceChange, PresenceWatch
 from recognition.unexpected import UnexpectedFaceAlert, UnexpectedFaceWatch
@@ -55,12 +54,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds between samples while the ID card is checked (3 votes in about a second).
-CARD_INTERVAL = 1 / 3
 #: Seconds between samples of a side while a new face there is still being judged.
 FAST_INTERVAL = 0.25
 _RELATIVE_AND_OFFICERS = frozenset({"relative", "officer"})
 _OFFICERS = frozenset({"officer"})
+
+
+def visitor_person(index: int) -> str:
+    """How the face checks name the application's ``index``-th visitor (from 1) in frames
+    and the ledger: no personal data, stable for the visit."""
+    return f"visitor-{index}"
 
 
 class _Tappable(Protocol):
@@ -134,7 +137,7 @@ class VisitFaces:
         self.facility_id = facility.id
         self.policy = facility.rules.unexpected_face_policy
         visitors = await self.owner.enrolments(application)
-        names = {f"visitor-{i}": v.name for i, v in enumerate(application.visitors, start=1)}
+        names = {visitor_person(i): v.name for i, v in enumerate(application.visitors, start=1)}
         if visitors:
             self.sides["relative"] = _Side(
                 "relative", visitors, names, UnexpectedFaceWatch(visitors)
@@ -191,11 +194,8 @@ class VisitFaces:
         return None
 
     def interval_for(self, side: _Side) -> float:
-        mode = self.mode_for(side)
-        if mode == "liveness":
-            return TURN_INTERVAL
-        if mode == "card":
-            return CARD_INTERVAL
+        if self.mode_for(side) in ("card", "liveness") and self.gate is not None:
+            return self.gate.interval or self.owner.interval
         judging = any(t.vote.verdict == "undecided" for t in side.watch.tracker.tracks)
         return FAST_INTERVAL if judging else self.owner.interval
 

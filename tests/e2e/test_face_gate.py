@@ -18,15 +18,15 @@ from tests.e2e.conftest import LiveServer, chromium_path, media_flags, serving
 from tests.e2e.test_live_visit import LIVE, officer_starts, relative_joins
 from tests.support import faces
 from tests.support.fake_media import write_frames_y4m, write_tone
+from tests.support.gate import FixedChoice
 from tests.support.testdata import face
-from tests.unit.test_recognition_liveness import Fixed
 
 
 @pytest.fixture
 async def gate_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     photo = face(faces.CLIP_LEAD).read_bytes()
     async with serving(tmp_path, id_photo=photo, ice_hosts="127.0.0.1") as server:
-        server.app[RECOGNITION].rng = Fixed("right")  # the camera file turns right
+        server.app[RECOGNITION].rng = FixedChoice("right")  # the camera file turns right
         yield server
 
 

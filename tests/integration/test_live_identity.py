@@ -42,9 +42,9 @@ from tests.integration.test_live_media import Http, Signal, join, officer_socket
 from tests.support import faces
 from tests.support.domain import SHANGHAI
 from tests.support.faces import background, head, live_frame, paste
+from tests.support.gate import FixedChoice
 from tests.support.media import Client, silence
 from tests.support.testdata import face
-from tests.unit.test_recognition_liveness import Fixed
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=SHANGHAI)
 
@@ -100,7 +100,7 @@ async def biden_visit(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Bide
 async def lead_visit(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[BidenVisit]:
     """The visitor's ID photo shows the video clip's lead; the gate asks him to turn right."""
     async for visit in scheduled_visit(tmp_path, aiohttp_client, faces.CLIP_LEAD):
-        visit.http.app[RECOGNITION].rng = Fixed("right")
+        visit.http.app[RECOGNITION].rng = FixedChoice("right")
         yield visit
 
 

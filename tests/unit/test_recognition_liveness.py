@@ -4,34 +4,20 @@ swapped, do not."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
-from recognition.analysis import FrameRequest, analyse
 from recognition.enrolment import enrol
 from recognition.gate import GateRules, IdentityGate
 from recognition.liveness import HeadTurnChallenge, Pose, TurnRules, pose
 from recognition.models import Box, Image, detect
 from recognition.verify import Enrolled
 from tests.support import faces
+from tests.support.gate import FixedChoice, sample_gate
 from tests.support.testdata import face
-
-
-class Fixed(random.Random):
-    """An rng whose choice is known, so a test knows which way the gate asks to turn."""
-
-    def __init__(self, value: str) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def choice(self, seq):  # type: ignore[no-untyped-def, override]
-        assert self.value in seq
-        return self.value
 
 
 def tilted(image: Image, k: float) -> Image:
@@ -58,24 +44,9 @@ def yaw(image: Image) -> float:
     return pose(image, max(boxes, key=lambda b: b.area)).yaw
 
 
-def run_gate(frames: list[Image], gate: IdentityGate, fps: float = 30.0) -> list[str]:
-    """Sample ``frames`` as the server does (card mode every 1/3 s, the challenge every
-    0.1 s), analyse each sample with the real models, return the steps."""
-    steps: list[str] = []
-    last = -1.0
-    for index, frame in enumerate(frames):
-        at, mode = index / fps, gate.mode
-        if mode is None:
-            break
-        if at - last < (0.1 if mode == "liveness" else 1 / 3):
-            continue
-        last = at
-        request = FrameRequest(
-            "v", "relative", index, frame, mode,
-            card_hint=gate.card_hint, track=gate.track, encode=gate.encode,
-        )  # fmt: skip
-        steps.append(gate.on_result(at, analyse(request)).step)
-    return steps
+def run_gate(frames: list[Image], gate: IdentityGate) -> list[str]:
+    """The steps of the gate fed ``frames`` at its own pace (``tests.support.gate``)."""
+    return [sample.update.step for sample in sample_gate(frames, gate)]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +74,7 @@ def test_a_real_head_turn_moves_the_yaw_by_more_than_the_challenge_asks() -> Non
 def test_the_clip_lead_turning_as_asked_passes_the_gate(
     direction: str, lead: list[Enrolled]
 ) -> None:
-    gate = IdentityGate(lead, rng=Fixed(direction))
+    gate = IdentityGate(lead, rng=FixedChoice(direction))
     steps = run_gate(faces.gate_sequence(direction=direction), gate)
     assert gate.outcome == "passed", steps
     assert f"turn_{direction}" in steps and "turn_back" in steps
@@ -113,7 +84,7 @@ def test_the_clip_lead_turning_as_asked_passes_the_gate(
 
 def test_turning_the_other_way_does_not_pass(lead: list[Enrolled]) -> None:
     rules = GateRules(liveness=TurnRules(timeout_s=6))
-    gate = IdentityGate(lead, rules, rng=Fixed("left"))
+    gate = IdentityGate(lead, rules, rng=FixedChoice("left"))
     run_gate(faces.gate_sequence(direction="right"), gate)
     assert gate.outcome == "pending"
     assert gate.challenge is not None and gate.challenge.outcome is None
@@ -129,7 +100,7 @@ def test_a_printed_photo_tilted_to_and_fro_never_passes(lead: list[Enrolled]) ->
         f for f in wobble * 6 for _ in range(5)
     ]
     rules = GateRules(attempts=1, liveness=TurnRules(timeout_s=5))
-    gate = IdentityGate(lead, rules, rng=Fixed("left"))
+    gate = IdentityGate(lead, rules, rng=FixedChoice("left"))
     steps = run_gate(frames, gate)
     assert gate.outcome == "failed", steps
     assert "passed" not in steps and "matched" not in steps
